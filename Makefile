@@ -1,0 +1,46 @@
+# The two README commands: `make demo` (main job) and `make test` (whole test suite).
+PYTHON ?= python3
+VENV := .venv
+REF_VENV := .venv-ref
+PIP := $(VENV)/bin/python -m pip
+
+.PHONY: demo test lint env ref-env clean
+
+# Main job: install the package with the local and remote backends, rerank the bundled sample.
+demo: $(VENV)/.demo-installed
+	$(VENV)/bin/python examples/quickstart.py $(ARGS)
+
+$(VENV)/.demo-installed: pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e ".[local,remote]"
+	touch $@
+
+# Test environment: everything the tests need, CPU torch pinned by constraints-test.txt.
+env: $(VENV)/.test-installed
+
+$(VENV)/.test-installed: pyproject.toml constraints-test.txt
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c constraints-test.txt -e ".[dev]"
+	touch $@
+
+# Reference environment for parity tests: mxbai-rerank only runs under transformers 4.
+ref-env: $(REF_VENV)/.installed
+
+$(REF_VENV)/.installed: constraints-ref.txt
+	test -x $(REF_VENV)/bin/python || $(PYTHON) -m venv $(REF_VENV)
+	$(REF_VENV)/bin/python -m pip install -q --upgrade pip
+	$(REF_VENV)/bin/python -m pip install -q -r constraints-ref.txt
+	touch $@
+
+test: env ref-env
+	RERANK_REF_PYTHON=$(abspath $(REF_VENV))/bin/python RERANK_REQUIRE_REF=1 \
+		$(VENV)/bin/python -m pytest -q
+
+lint: env
+	$(VENV)/bin/ruff check src tests examples
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) $(REF_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,73 @@
+"""rerank_integrations: modern rerankers for LangChain, LlamaIndex and Haystack pipelines.
+
+Importing this package imports no torch, httpx or framework: :class:`LocalReranker` and
+:class:`RemoteReranker` are loaded on first access, and each raises
+:class:`~rerank_integrations.errors.MissingExtraError` naming the ``pip install`` command
+when its extra is missing.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from rerank_integrations.base import Reranker
+from rerank_integrations.errors import (
+    MissingExtraError,
+    ModelLoadError,
+    OutOfMemoryError,
+    RemoteConnectionError,
+    RemoteError,
+    RemoteResponseError,
+    RemoteStatusError,
+    RemoteTimeoutError,
+    RerankError,
+    RerankInputError,
+    RerankTypeError,
+    UnsupportedFeatureError,
+)
+from rerank_integrations.metadata import MetadataFormatter, format_metadata
+from rerank_integrations.ranking import select_results, sort_results
+from rerank_integrations.results import RerankResult
+from rerank_integrations.validation import RerankRequest
+
+if TYPE_CHECKING:
+    from rerank_integrations.backends.local import LocalReranker
+    from rerank_integrations.backends.remote import RemoteReranker
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "LocalReranker": "rerank_integrations.backends.local",
+    "RemoteReranker": "rerank_integrations.backends.remote",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'rerank_integrations' has no attribute {name!r}")
+
+
+__all__ = [
+    "MetadataFormatter",
+    "MissingExtraError",
+    "ModelLoadError",
+    "OutOfMemoryError",
+    "RemoteConnectionError",
+    "RemoteError",
+    "RemoteResponseError",
+    "RemoteStatusError",
+    "RemoteTimeoutError",
+    "RerankError",
+    "RerankInputError",
+    "RerankRequest",
+    "RerankResult",
+    "RerankTypeError",
+    "Reranker",
+    "UnsupportedFeatureError",
+    "__version__",
+    "format_metadata",
+    "select_results",
+    "sort_results",
+]

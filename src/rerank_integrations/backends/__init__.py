@@ -1,0 +1,1 @@
+"""Backends: ``local`` (torch + transformers) and ``remote`` (httpx). Imported lazily."""

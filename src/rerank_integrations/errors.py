@@ -1,0 +1,97 @@
+"""Every exception the package raises on purpose.
+
+The hierarchy is small on purpose::
+
+    RerankError
+    ├── RerankInputError (ValueError)        bad value; ``field`` names the argument
+    ├── RerankTypeError (TypeError)          wrong type; ``field`` names the argument
+    ├── MissingExtraError (ImportError)      an optional dependency is not installed
+    ├── UnsupportedFeatureError (ValueError) e.g. an instruction for a model that cannot follow one
+    ├── ModelLoadError                       a local model could not be loaded / detected
+    ├── OutOfMemoryError                     the local engine ran out of accelerator memory at batch 1
+    └── RemoteError                          anything that went wrong talking to a rerank service
+        ├── RemoteStatusError                the server answered with an error status
+        ├── RemoteTimeoutError               the request timed out (after retries)
+        ├── RemoteConnectionError            connection failed / dropped (after retries)
+        └── RemoteResponseError              the server's answer is malformed
+
+Input errors subclass the builtin ``ValueError``/``TypeError`` so that code written
+against the builtins keeps working.
+"""
+
+from __future__ import annotations
+
+
+class RerankError(Exception):
+    """Base class of every error raised by rerank_integrations."""
+
+
+class RerankInputError(RerankError, ValueError):
+    """An argument has a bad value. ``field`` names the argument (e.g. ``"top_n"``)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class RerankTypeError(RerankError, TypeError):
+    """An argument has the wrong type. ``field`` names the argument (e.g. ``"documents[3]"``)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class MissingExtraError(RerankError, ImportError):
+    """An optional dependency is missing; the message names the ``pip install`` command."""
+
+    def __init__(self, extra: str, feature: str, missing: str) -> None:
+        self.extra = extra
+        self.install_command = f'pip install "rerank-integrations[{extra}]"'
+        super().__init__(
+            f"{feature} needs the optional dependency {missing!r}, which is not installed. "
+            f"Install it with: {self.install_command}"
+        )
+
+
+class UnsupportedFeatureError(RerankError, ValueError):
+    """The chosen model or API cannot do what was asked (and no opt-in fallback was set)."""
+
+
+class ModelLoadError(RerankError):
+    """A local model could not be found, detected or loaded."""
+
+
+class OutOfMemoryError(RerankError):
+    """The local engine ran out of accelerator memory even with a batch of one document."""
+
+
+class RemoteError(RerankError):
+    """Base class for failures of a remote rerank service."""
+
+
+class RemoteStatusError(RemoteError):
+    """The server answered with an HTTP error status.
+
+    Holds ``status`` (int), ``message`` (the server's own message) and ``request_id``
+    (when the server sent one). Never holds the API key.
+    """
+
+    def __init__(self, status: int, message: str, request_id: str | None = None) -> None:
+        self.status = status
+        self.message = message
+        self.request_id = request_id
+        suffix = f" (request id {request_id})" if request_id else ""
+        super().__init__(f"HTTP {status}: {message}{suffix}")
+
+
+class RemoteTimeoutError(RemoteError):
+    """The request timed out, after all retries."""
+
+
+class RemoteConnectionError(RemoteError):
+    """The connection failed or was dropped, after all retries."""
+
+
+class RemoteResponseError(RemoteError):
+    """The server's answer could not be understood (not JSON, bad indices or scores, ...)."""
