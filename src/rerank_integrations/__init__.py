@@ -32,8 +32,8 @@ from rerank_integrations.results import RerankResult
 from rerank_integrations.validation import RerankRequest
 
 if TYPE_CHECKING:
-    from rerank_integrations.backends.local import LocalReranker
-    from rerank_integrations.backends.remote import RemoteReranker
+    from rerank_integrations.backends.local import LocalReranker as LocalReranker
+    from rerank_integrations.backends.remote import RemoteReranker as RemoteReranker
 
 __version__ = "0.1.0"
 

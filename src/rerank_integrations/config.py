@@ -2,7 +2,8 @@
 
 A config is a JSON-serialisable dict with a ``backend`` key: ``"local"``, ``"remote"``, or a
 ``"package.module:ClassName"`` path to a :class:`~rerank_integrations.base.Reranker` subclass
-(for custom backends). The rest of the dict is passed to the class's constructor as keyword arguments.
+(for custom backends). The rest of the dict is passed to the class's constructor as keyword
+arguments.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ The hierarchy is small on purpose::
     ├── MissingExtraError (ImportError)      an optional dependency is not installed
     ├── UnsupportedFeatureError (ValueError) e.g. an instruction for a model that cannot follow one
     ├── ModelLoadError                       a local model could not be loaded / detected
-    ├── OutOfMemoryError                     the local engine ran out of accelerator memory at batch 1
+    ├── OutOfMemoryError                     out of accelerator memory even at batch size 1
     └── RemoteError                          anything that went wrong talking to a rerank service
         ├── RemoteStatusError                the server answered with an error status
         ├── RemoteTimeoutError               the request timed out (after retries)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import enum
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -26,8 +27,8 @@ def _render_value(value: object) -> str | None:
     if isinstance(value, str):
         text = " ".join(value.split())  # one line per key: fold newlines and runs of spaces
         return text or None
-    if isinstance(value, int | float):
-        return None if isinstance(value, float) and value != value else str(value)
+    if isinstance(value, numbers.Real):  # int, float and NumPy scalars; NaN is left out
+        return None if value != value else str(value)
     if isinstance(value, _dt.datetime | _dt.date | _dt.time):
         return value.isoformat()
     if isinstance(value, Sequence | set | frozenset):
