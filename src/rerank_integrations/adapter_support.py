@@ -1,0 +1,447 @@
+"""Framework-free behaviour shared by the LangChain, LlamaIndex and Haystack adapters.
+
+Every adapter converts its framework's objects into plain texts and metadata mappings,
+calls :func:`rerank_texts` / :func:`arerank_texts`, and turns the returned
+:class:`~rerank_integrations.results.RerankResult` list back into framework objects with
+:func:`pair_results` and :func:`score_metadata`. No adapter re-implements a rule below.
+
+Decisions (the adapters' docs repeat them for users):
+
+- **Options** (:class:`RerankOptions`) are validated once, at construction, with the core
+  validators; a bad value raises a typed error naming the field.
+- **top_n**: ``None`` keeps every result; an int ``>= 1`` keeps at most that many; a
+  ``top_n`` equal to or larger than the input keeps all. ``0`` (and negatives, and
+  ``bool``) are rejected with :class:`~rerank_integrations.errors.RerankInputError`
+  (a ``ValueError``) — at construction and per call — exactly like the core's
+  :func:`~rerank_integrations.validation.validate_top_n`. "Return nothing" is not a rerank
+  setting; an adapter that silently returned ``[]`` for ``top_n=0`` would hide a bug.
+- **score_threshold**: keep results with ``relevance_score >= score_threshold``;
+  ``0`` and ``0.0`` are real thresholds (they drop nothing below zero and keep a 0.0).
+  The threshold is applied *before* ``top_n`` (so ``top_n`` counts survivors).
+- **Per-call values**: a per-call ``None`` means "use the configured value"; any other
+  value (``0.0``, ``""``) is used as given (never ``x or configured``).
+- **Instruction precedence** (:func:`resolve_instruction`): a per-call instruction that is
+  not ``None`` wins; else ``instruction_fn(query)`` when set and it returns non-``None``;
+  else the configured ``instruction``. An empty/whitespace string at any level means
+  "no instruction" and stops the search — so ``instruction=""`` per call switches a
+  configured instruction off for that call, and an ``instruction_fn`` returning ``""``
+  switches it off for that query (return ``None`` to fall through to the configured one).
+- **Metadata** (:func:`render_metadata`): with ``send_metadata=False`` no metadata is sent.
+  Otherwise each document's mapping is rendered by ``metadata_formatter`` when given,
+  else by :func:`~rerank_integrations.metadata.format_metadata` (which drops ``_private``
+  keys, ``None``, embedding vectors, nested dicts and other objects).
+  ``metadata_keys`` selects and orders the fields *before* rendering — it also applies to a
+  custom formatter, which receives only the selected keys. The score keys this package
+  writes back (:data:`RELEVANCE_SCORE_KEY`, :data:`RAW_SCORE_KEY`) are never sent unless
+  listed in ``metadata_keys`` (so reranking an already-reranked document does not leak the
+  old score into the model input). When every rendered string is empty, ``None`` is sent
+  (the reranker's "no metadata"), so backends without a metadata slot are not bothered.
+- **One backend call**: the reranker is called once per adapter call with every document.
+  When no threshold is in force, ``top_n`` is passed to the backend as a hint (a remote API
+  can return fewer results); with a threshold the backend is asked for all results, because
+  the threshold must be applied before ``top_n``. Either way the final selection is
+  :func:`~rerank_integrations.ranking.select_results`.
+- **Empty input** returns ``[]`` without calling the reranker and without calling
+  ``instruction_fn``; per-call arguments are still validated first, so a bad ``top_n`` is
+  never hidden by an empty list.
+- **Scores written back**: ``relevance_score`` (in ``[0, 1]``) is what a framework sees as
+  *the* score; the backend's native number is kept under :data:`RAW_SCORE_KEY`.
+- **Construction from settings** (:func:`build_reranker`, :class:`LazyReranker`): an adapter
+  holds either a ready :class:`~rerank_integrations.base.Reranker` or plain settings (so it
+  serialises); settings build the backend lazily on first use. ``None`` settings are left
+  out so the backend's own defaults apply.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from rerank_integrations.base import Reranker
+from rerank_integrations.errors import RerankInputError, RerankTypeError
+from rerank_integrations.metadata import MetadataFormatter, format_metadata
+from rerank_integrations.ranking import select_results, validate_score_threshold
+from rerank_integrations.results import RerankResult
+from rerank_integrations.validation import validate_instruction, validate_top_n
+
+__all__ = [
+    "RAW_SCORE_KEY",
+    "RELEVANCE_SCORE_KEY",
+    "SCORE_KEYS",
+    "InstructionFn",
+    "LazyReranker",
+    "PreparedCall",
+    "RerankOptions",
+    "arerank_texts",
+    "build_reranker",
+    "dedupe_best",
+    "finish_call",
+    "pair_results",
+    "prepare_call",
+    "render_metadata",
+    "rerank_texts",
+    "resolve_instruction",
+    "resolve_score_threshold",
+    "resolve_top_n",
+    "score_metadata",
+]
+
+RELEVANCE_SCORE_KEY = "relevance_score"
+"""Metadata key of the ``[0, 1]`` relevance score (the LangChain convention)."""
+
+RAW_SCORE_KEY = "rerank_raw_score"
+"""Metadata key of the backend's native score (logit, API score...)."""
+
+SCORE_KEYS: frozenset[str] = frozenset({RELEVANCE_SCORE_KEY, RAW_SCORE_KEY})
+"""Keys this package writes; never sent as metadata unless listed in ``metadata_keys``."""
+
+InstructionFn = Callable[[str], "str | None"]
+"""``instruction_fn(query) -> instruction`` (``None``: fall through to the configured one)."""
+
+T = TypeVar("T")
+
+
+def _validate_metadata_keys(keys: object) -> tuple[str, ...] | None:
+    if keys is None:
+        return None
+    if isinstance(keys, str | bytes) or not isinstance(keys, Sequence | set | frozenset):
+        raise RerankTypeError(
+            "metadata_keys", f"must be a sequence of str or None, got {type(keys).__name__}"
+        )
+    result = tuple(keys)
+    for i, key in enumerate(result):
+        if not isinstance(key, str):
+            raise RerankTypeError(f"metadata_keys[{i}]", f"must be a str, got {type(key).__name__}")
+    return result
+
+
+def _validate_callable(value: object, field_name: str) -> None:
+    if value is not None and not callable(value):
+        raise RerankTypeError(field_name, f"must be callable or None, got {type(value).__name__}")
+
+
+@dataclass(frozen=True, slots=True)
+class RerankOptions:
+    """An adapter's configured rerank behaviour, validated on construction.
+
+    ``metadata_keys`` is normalised to a tuple; ``instruction`` to ``None`` when empty.
+    """
+
+    top_n: int | None = None
+    score_threshold: float | None = None
+    instruction: str | None = None
+    instruction_fn: InstructionFn | None = None
+    metadata_keys: Sequence[str] | None = None
+    metadata_formatter: MetadataFormatter | None = None
+    send_metadata: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "top_n", validate_top_n(self.top_n))
+        object.__setattr__(
+            self, "score_threshold", validate_score_threshold(self.score_threshold)
+        )
+        object.__setattr__(self, "instruction", validate_instruction(self.instruction))
+        _validate_callable(self.instruction_fn, "instruction_fn")
+        object.__setattr__(self, "metadata_keys", _validate_metadata_keys(self.metadata_keys))
+        _validate_callable(self.metadata_formatter, "metadata_formatter")
+        if not isinstance(self.send_metadata, bool):
+            raise RerankTypeError(
+                "send_metadata", f"must be a bool, got {type(self.send_metadata).__name__}"
+            )
+
+
+def resolve_top_n(options: RerankOptions, top_n: object = None) -> int | None:
+    """The effective ``top_n``: the per-call value when not ``None``, else the configured one."""
+    return options.top_n if top_n is None else validate_top_n(top_n)
+
+
+def resolve_score_threshold(options: RerankOptions, score_threshold: object = None) -> float | None:
+    """The effective threshold: the per-call value when not ``None``, else the configured one."""
+    if score_threshold is None:
+        return options.score_threshold
+    return validate_score_threshold(score_threshold)
+
+
+def resolve_instruction(
+    query: str, options: RerankOptions, *, per_call: object = None
+) -> str | None:
+    """The instruction for one call; see the module docstring for the precedence."""
+    if per_call is not None:
+        return validate_instruction(per_call)
+    if options.instruction_fn is not None:
+        from_fn = options.instruction_fn(query)
+        if from_fn is not None:
+            return validate_instruction(from_fn, field="instruction_fn")
+    return options.instruction
+
+
+def _select_keys(meta: Mapping[str, Any], keys: Sequence[str] | None) -> Mapping[str, Any]:
+    if keys is None:
+        if SCORE_KEYS.isdisjoint(meta):
+            return meta
+        return {k: v for k, v in meta.items() if k not in SCORE_KEYS}
+    return {k: meta[k] for k in keys if k in meta}
+
+
+def render_metadata(
+    metas: Sequence[Mapping[str, Any] | None] | None, options: RerankOptions
+) -> list[str] | None:
+    """One metadata string per document, or ``None`` when nothing is to be sent."""
+    if metas is None or not options.send_metadata:
+        return None
+    formatter = options.metadata_formatter
+    rendered: list[str] = []
+    for i, meta in enumerate(metas):
+        if not meta:
+            rendered.append("")
+            continue
+        if formatter is None:
+            # format_metadata does the key selection itself; only strip the score keys.
+            selected = meta if options.metadata_keys is not None else _select_keys(meta, None)
+            rendered.append(format_metadata(selected, keys=options.metadata_keys))
+            continue
+        text = formatter(_select_keys(meta, options.metadata_keys))
+        if not isinstance(text, str):
+            raise RerankTypeError(
+                f"metadata_formatter(metadata[{i}])",
+                f"must return a str, got {type(text).__name__}",
+            )
+        rendered.append(text)
+    return rendered if any(rendered) else None
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedCall:
+    """Everything one backend call needs; built by :func:`prepare_call`.
+
+    ``empty`` is true when there is nothing to rerank (the reranker must not be called).
+    ``hint_top_n`` is what to pass to the backend; ``top_n``/``score_threshold`` are the
+    effective selection applied by :func:`finish_call`.
+    """
+
+    query: str
+    texts: tuple[str, ...]
+    instruction: str | None
+    metadata: list[str] | None
+    top_n: int | None
+    score_threshold: float | None
+    hint_top_n: int | None
+    empty: bool = field(default=False)
+
+
+def prepare_call(
+    query: str,
+    texts: Sequence[str],
+    metas: Sequence[Mapping[str, Any] | None] | None,
+    options: RerankOptions,
+    *,
+    instruction: object = None,
+    top_n: object = None,
+    score_threshold: object = None,
+) -> PreparedCall:
+    """Validate the per-call arguments and compute the backend call (no I/O)."""
+    eff_top_n = resolve_top_n(options, top_n)
+    eff_threshold = resolve_score_threshold(options, score_threshold)
+    validate_instruction(instruction)  # type check even when there is nothing to rerank
+    if metas is not None and len(metas) != len(texts):
+        raise RerankInputError(
+            "metadata", f"has {len(metas)} entries but there are {len(texts)} documents"
+        )
+    if not texts:
+        return PreparedCall(query, (), None, None, eff_top_n, eff_threshold, None, empty=True)
+    return PreparedCall(
+        query=query,
+        texts=tuple(texts),
+        instruction=resolve_instruction(query, options, per_call=instruction),
+        metadata=render_metadata(metas, options),
+        top_n=eff_top_n,
+        score_threshold=eff_threshold,
+        hint_top_n=eff_top_n if eff_threshold is None else None,
+    )
+
+
+def finish_call(call: PreparedCall, results: Sequence[RerankResult]) -> list[RerankResult]:
+    """Apply the threshold then ``top_n`` to the backend's results (best first)."""
+    return select_results(results, top_n=call.top_n, score_threshold=call.score_threshold)
+
+
+def rerank_texts(
+    reranker: Reranker,
+    query: str,
+    texts: Sequence[str],
+    metas: Sequence[Mapping[str, Any] | None] | None,
+    options: RerankOptions,
+    *,
+    instruction: object = None,
+    top_n: object = None,
+    score_threshold: object = None,
+) -> list[RerankResult]:
+    """Rerank ``texts`` (with their metadata mappings) for ``query``; results best first.
+
+    Per-call ``instruction``/``top_n``/``score_threshold`` override the options when not
+    ``None``. ``metas`` is ``None`` or one mapping (or ``None``) per text.
+    """
+    call = prepare_call(
+        query, texts, metas, options,
+        instruction=instruction, top_n=top_n, score_threshold=score_threshold,
+    )  # fmt: skip
+    if call.empty:
+        return []
+    results = reranker.rerank(
+        call.query,
+        call.texts,
+        instruction=call.instruction,
+        metadata=call.metadata,
+        top_n=call.hint_top_n,
+    )
+    return finish_call(call, results)
+
+
+async def arerank_texts(
+    reranker: Reranker,
+    query: str,
+    texts: Sequence[str],
+    metas: Sequence[Mapping[str, Any] | None] | None,
+    options: RerankOptions,
+    *,
+    instruction: object = None,
+    top_n: object = None,
+    score_threshold: object = None,
+) -> list[RerankResult]:
+    """Async :func:`rerank_texts` (calls ``reranker.arerank``); same arguments, same results."""
+    call = prepare_call(
+        query, texts, metas, options,
+        instruction=instruction, top_n=top_n, score_threshold=score_threshold,
+    )  # fmt: skip
+    if call.empty:
+        return []
+    results = await reranker.arerank(
+        call.query,
+        call.texts,
+        instruction=call.instruction,
+        metadata=call.metadata,
+        top_n=call.hint_top_n,
+    )
+    return finish_call(call, results)
+
+
+def pair_results(
+    items: Sequence[T], results: Sequence[RerankResult]
+) -> list[tuple[T, RerankResult]]:
+    """``(item, result)`` pairs in the results' order (``result.index`` indexes ``items``)."""
+    return [(items[r.index], r) for r in results]
+
+
+def score_metadata(result: RerankResult) -> dict[str, float]:
+    """The two score entries written back into a document's metadata."""
+    return {RELEVANCE_SCORE_KEY: result.relevance_score, RAW_SCORE_KEY: result.raw_score}
+
+
+def dedupe_best(
+    items: Sequence[T],
+    key: Callable[[T], Hashable | None],
+    score: Callable[[T], float | None],
+) -> list[T]:
+    """Drop duplicates by ``key``, keeping the item with the highest ``score``.
+
+    The survivor takes the position of the key's first occurrence; a ``None`` score ranks
+    below any number; on equal scores the first occurrence wins. Items whose key is ``None``
+    are never deduplicated. The input is not modified.
+    """
+    best: dict[Hashable, int] = {}
+    slots: list[int] = []  # positions into items, in output order
+    for i, item in enumerate(items):
+        k = key(item)
+        if k is None:
+            slots.append(i)
+            continue
+        if k not in best:
+            best[k] = len(slots)
+            slots.append(i)
+            continue
+        current = items[slots[best[k]]]
+        new_score, old_score = score(item), score(current)
+        if new_score is not None and (old_score is None or new_score > old_score):
+            slots[best[k]] = i
+    return [items[i] for i in slots]
+
+
+def build_reranker(
+    reranker: Reranker | None = None,
+    *,
+    backend: str | None = None,
+    **settings: Any,
+) -> Reranker:
+    """Return ``reranker``, or build one from plain settings.
+
+    Exactly one of ``reranker`` and settings: passing a reranker together with any non-``None``
+    setting (``backend`` included) raises :class:`RerankInputError` — an adapter never
+    silently ignores a setting. ``backend`` is ``"local"``, ``"remote"`` or a
+    ``"module:Class"`` path (see :mod:`rerank_integrations.config`); settings whose value is
+    ``None`` are left out so the backend's defaults apply.
+    """
+    given = {k: v for k, v in settings.items() if v is not None}
+    if reranker is not None:
+        if not isinstance(reranker, Reranker):
+            raise RerankTypeError(
+                "reranker", f"must be a Reranker or None, got {type(reranker).__name__}"
+            )
+        if backend is not None or given:
+            names = sorted([*given, *(["backend"] if backend is not None else [])])
+            raise RerankInputError(
+                "reranker", f"pass either a Reranker or plain settings, not both (got {names})"
+            )
+        return reranker
+    if backend is None:
+        raise RerankInputError("backend", "no reranker given: set backend ('local' or 'remote')")
+    from rerank_integrations.config import resolve_backend
+
+    return resolve_backend(backend)(**given)
+
+
+class LazyReranker:
+    """Holds a reranker, or the settings to build one on first :meth:`get` (thread-safe).
+
+    Adapters keep one per instance (never shared), so constructing or deserialising an
+    adapter does no model loading or network work; :meth:`get` builds at most once.
+    """
+
+    def __init__(
+        self, reranker: Reranker | None = None, *, backend: str | None = None, **settings: Any
+    ) -> None:
+        if reranker is not None:
+            self._reranker: Reranker | None = build_reranker(reranker, backend=backend, **settings)
+        else:
+            if backend is None:
+                raise RerankInputError(
+                    "backend", "no reranker given: set backend ('local' or 'remote')"
+                )
+            self._reranker = None
+        self._backend = backend
+        self._settings = settings
+        self._lock = threading.Lock()
+
+    @property
+    def built(self) -> bool:
+        """Whether the reranker exists (given, or built by an earlier :meth:`get`)."""
+        return self._reranker is not None
+
+    def get(self) -> Reranker:
+        """The reranker, built from the settings on the first call."""
+        if self._reranker is None:
+            with self._lock:
+                if self._reranker is None:
+                    self._reranker = build_reranker(backend=self._backend, **self._settings)
+        return self._reranker
+
+    def close(self) -> None:
+        """Close the reranker if it was built from settings (a given one is the caller's)."""
+        if self._backend is not None and self._reranker is not None:
+            self._reranker.close()
+
+    async def aclose(self) -> None:
+        """Async :meth:`close`."""
+        if self._backend is not None and self._reranker is not None:
+            await self._reranker.aclose()
