@@ -18,6 +18,7 @@ from rerank_integrations.adapter_support import (
     build_reranker,
     dedupe_best,
     pair_results,
+    refresh_reranker,
     render_metadata,
     rerank_texts,
     resolve_instruction,
@@ -302,3 +303,16 @@ def test_lazy_reranker_builds_once_and_owns() -> None:
     assert not given.closed  # a reranker the caller passed in is the caller's to close
     with pytest.raises(RerankInputError):
         LazyReranker()
+
+
+def test_refresh_reranker_rebuilds_only_on_change() -> None:
+    path = "rerank_integrations._testing:FakeReranker"
+    first = refresh_reranker(None, backend=path, model="m1")
+    assert refresh_reranker(first, backend=path, model="m1") is first
+    second = refresh_reranker(first, backend=path, model="m2")
+    assert second is not first and second.get().model_name == "m2"
+    given = fake()
+    held = refresh_reranker(second, given)
+    assert held.get() is given
+    assert refresh_reranker(held, given) is held
+    assert refresh_reranker(held, fake()) is not held

@@ -81,6 +81,7 @@ __all__ = [
     "pair_results",
     "prepare_call",
     "render_metadata",
+    "refresh_reranker",
     "rerank_texts",
     "resolve_instruction",
     "resolve_score_threshold",
@@ -419,9 +420,18 @@ class LazyReranker:
                     "backend", "no reranker given: set backend ('local' or 'remote')"
                 )
             self._reranker = None
+        self._given = reranker
         self._backend = backend
         self._settings = settings
         self._lock = threading.Lock()
+
+    def same_source(
+        self, reranker: Reranker | None = None, *, backend: str | None = None, **settings: Any
+    ) -> bool:
+        """Whether this holder was made from exactly this reranker / these settings."""
+        return (
+            self._given is reranker and self._backend == backend and self._settings == settings
+        )
 
     @property
     def built(self) -> bool:
@@ -445,3 +455,21 @@ class LazyReranker:
         """Async :meth:`close`."""
         if self._backend is not None and self._reranker is not None:
             await self._reranker.aclose()
+
+
+def refresh_reranker(
+    holder: LazyReranker | None,
+    reranker: Reranker | None = None,
+    *,
+    backend: str | None = None,
+    **settings: Any,
+) -> LazyReranker:
+    """``holder`` when it matches the current reranker/settings, else a new :class:`LazyReranker`.
+
+    Adapters are pydantic models whose fields can be reassigned or ``model_copy(update=...)``-ed;
+    calling this on each use means a changed ``model`` (say) is never silently shadowed by a
+    reranker built from the old settings. The old holder is not closed: a copy may still use it.
+    """
+    if holder is not None and holder.same_source(reranker, backend=backend, **settings):
+        return holder
+    return LazyReranker(reranker, backend=backend, **settings)
