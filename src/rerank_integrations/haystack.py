@@ -1,0 +1,405 @@
+"""Haystack 3 ranker component: :class:`RerankRanker`.
+
+One import and one line in the pipeline you already have::
+
+    from rerank_integrations.haystack import RerankRanker
+
+    ranker = RerankRanker(backend="remote", model="ctxl-rerank-v2-instruct-multilingual")
+    pipeline.add_component("ranker", ranker)
+
+This module only maps Haystack ``Document`` objects to texts/metadata and back; every ranking
+rule (instruction precedence, metadata rendering, threshold then ``top_k``, duplicates) is
+called from :mod:`rerank_integrations.adapter_support`. Behaviour is documented in
+``docs/haystack.md``.
+"""
+
+import dataclasses
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rerank_integrations.extras import import_extra
+
+import_extra("haystack", extra="haystack", feature="rerank_integrations.haystack.RerankRanker")
+
+from haystack import Document, component, default_from_dict, default_to_dict  # noqa: E402
+from haystack.core.serialization import import_class_by_name  # noqa: E402
+from haystack.utils import (  # noqa: E402
+    ComponentDevice,
+    Secret,
+    deserialize_callable,
+    deserialize_secrets_inplace,
+    serialize_callable,
+)
+
+from rerank_integrations.adapter_support import (  # noqa: E402
+    RAW_SCORE_KEY,
+    InstructionFn,
+    RerankOptions,
+    arerank_texts,
+    build_reranker,
+    dedupe_best,
+    pair_results,
+    rerank_texts,
+)
+from rerank_integrations.base import Reranker  # noqa: E402
+from rerank_integrations.config import BACKENDS  # noqa: E402
+from rerank_integrations.errors import RerankInputError, RerankTypeError  # noqa: E402
+from rerank_integrations.metadata import MetadataFormatter  # noqa: E402
+from rerank_integrations.ranking import validate_score_threshold  # noqa: E402
+from rerank_integrations.results import RerankResult  # noqa: E402
+from rerank_integrations.validation import (  # noqa: E402
+    validate_instruction,
+    validate_query,
+    validate_top_n,
+)
+
+__all__ = ["DEFAULT_API_KEY", "RAW_SCORE_KEY", "RerankRanker"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_API_KEY = Secret.from_env_var("CONTEXTUAL_API_KEY", strict=False)
+"""The default ``api_key``: read from ``CONTEXTUAL_API_KEY`` when the remote backend is built."""
+
+
+def _check_backend_allowed(backend: object) -> None:
+    """Gate a ``module:Class`` backend path through Haystack's deserialization allowlist.
+
+    Loading a pipeline must not import a module the user has not allow-listed just because the
+    YAML names it as a custom backend; ``"local"``/``"remote"`` are this package's own.
+    """
+    if isinstance(backend, str) and backend not in BACKENDS:
+        module, sep, qualname = backend.partition(":")
+        if sep and module and qualname:
+            # raises DeserializationError when the module is not allow-listed
+            import_class_by_name(f"{module}.{qualname}")
+
+
+@component
+class RerankRanker:
+    """Reorders Haystack ``Document`` objects by a modern reranker's relevance score.
+
+    Construct it from a ready :class:`~rerank_integrations.base.Reranker`
+    (``RerankRanker(my_reranker)``) or from plain settings (``backend="local"``/``"remote"``,
+    ``model``, ...) so that it serialises.
+    The reranker is built in :meth:`warm_up` (which :meth:`run` calls itself when needed), never in
+    ``__init__``.
+
+    Output documents are copies: ``score`` is the relevance score in ``[0, 1]`` and
+    ``meta[RAW_SCORE_KEY]`` (``"rerank_raw_score"``) the backend's native score.
+    """
+
+    def __init__(
+        self,
+        reranker: Reranker | Mapping[str, Any] | None = None,
+        *,
+        backend: str | None = None,
+        model: str | None = None,
+        base_url: str | None = None,
+        api_format: str | None = None,
+        api_key: Secret | None = DEFAULT_API_KEY,
+        device: ComponentDevice | None = None,
+        backend_kwargs: Mapping[str, Any] | None = None,
+        top_k: int | None = 10,
+        score_threshold: float | None = None,
+        instruction: str | None = None,
+        instruction_fn: InstructionFn | None = None,
+        meta_fields_to_embed: Sequence[str] | None = None,
+        metadata_keys: Sequence[str] | None = None,
+        metadata_formatter: MetadataFormatter | None = None,
+        send_metadata: bool = True,
+    ) -> None:
+        """Configure the ranker (no model loading or network work happens here).
+
+        :param reranker: a :class:`Reranker`, or a ``to_config()`` dict of one (built in
+            ``warm_up``).
+            Mutually exclusive with ``backend``/``model``/``base_url``/``api_format``/``device``/
+            ``backend_kwargs`` and a non-default ``api_key``.
+        :param backend: ``"local"``, ``"remote"`` or a ``"package.module:Class"`` path.
+        :param model: model id / path (local) or API model name (remote).
+        :param base_url: remote API base URL (remote backend only).
+        :param api_format: remote API dialect, e.g. ``"contextual"``, ``"jina"``, ``"cohere"``
+            (remote backend only).
+        :param api_key: a Haystack ``Secret``; resolved in ``warm_up`` and passed to the remote
+            backend only. Serialised as the env var name, never as the value.
+        :param device: ``ComponentDevice`` for the local backend (passed as a torch device string).
+        :param backend_kwargs: further JSON-serialisable constructor arguments for the backend.
+        :param top_k: keep at most this many documents (``None``: all). ``0`` is rejected.
+        :param score_threshold: keep documents with ``score >= score_threshold`` (``0.0`` is real).
+        :param instruction: the reranker instruction, e.g. ``"prefer the most recent source"``.
+        :param instruction_fn: ``query -> instruction | None``, used when no per-call
+            instruction is given.
+        :param meta_fields_to_embed: the ``Document.meta`` fields sent in the reranker's
+            per-document metadata field (Haystack's conventional name; ``metadata_keys`` is an
+            alias).
+        :param metadata_keys: alias of ``meta_fields_to_embed``.
+        :param metadata_formatter: ``meta -> str`` replacing the default formatter.
+        :param send_metadata: ``False`` sends no metadata at all.
+        """
+        if (
+            meta_fields_to_embed is not None
+            and metadata_keys is not None
+            and list(meta_fields_to_embed) != list(metadata_keys)
+        ):
+            raise RerankInputError(
+                "metadata_keys", "is an alias of meta_fields_to_embed: give one of them"
+            )
+        keys = meta_fields_to_embed if meta_fields_to_embed is not None else metadata_keys
+        self._options = RerankOptions(
+            top_n=validate_top_n(top_k, field="top_k"),
+            score_threshold=score_threshold,
+            instruction=instruction,
+            instruction_fn=instruction_fn,
+            metadata_keys=keys,
+            metadata_formatter=metadata_formatter,
+            send_metadata=send_metadata,
+        )
+        if api_key is not None and not isinstance(api_key, Secret):
+            raise RerankTypeError(
+                "api_key", "must be a haystack.utils.Secret (e.g. Secret.from_env_var(...))"
+            )
+        if device is not None and not isinstance(device, ComponentDevice):
+            raise RerankTypeError("device", "must be a haystack.utils.ComponentDevice or None")
+        if device is not None and backend not in (None, "local"):
+            raise RerankInputError("device", "is only used by the local backend")
+        if backend_kwargs is not None and not isinstance(backend_kwargs, Mapping):
+            raise RerankTypeError("backend_kwargs", "must be a mapping or None")
+
+        self.backend = backend
+        self.model = model
+        self.base_url = base_url
+        self.api_format = api_format
+        self.api_key = api_key
+        self.device = device
+        self.backend_kwargs = dict(backend_kwargs) if backend_kwargs is not None else None
+        self.top_k = top_k
+        self.score_threshold = score_threshold
+        self.instruction = instruction
+        self.instruction_fn = instruction_fn
+        self.meta_fields_to_embed = list(keys) if keys is not None else None
+        self.metadata_formatter = metadata_formatter
+        self.send_metadata = send_metadata
+
+        self._lock = threading.Lock()
+        self._given: Reranker | None = None  # the caller's reranker: never closed here
+        self._config: dict[str, Any] | None = None  # a to_config() dict: built in warm_up
+        self._built: Reranker | None = None  # built from config/settings: ours to close
+        key_set = api_key is not None and api_key != DEFAULT_API_KEY
+        plain = {
+            "backend": backend,
+            "model": model,
+            "base_url": base_url,
+            "api_format": api_format,
+            "device": device,
+            "backend_kwargs": backend_kwargs,
+            "api_key": api_key if key_set else None,
+        }
+        if reranker is not None:
+            given = sorted(k for k, v in plain.items() if v is not None)
+            if given:
+                raise RerankInputError(
+                    "reranker", f"pass either a Reranker or plain settings, not both (got {given})"
+                )
+            if isinstance(reranker, Reranker):
+                self._given = build_reranker(reranker)
+            elif isinstance(reranker, Mapping) and isinstance(reranker.get("backend"), str):
+                self._config = dict(reranker)
+            else:
+                raise RerankTypeError(
+                    "reranker", "must be a Reranker, a Reranker.to_config() dict, or None"
+                )
+        elif backend is None:
+            raise RerankInputError(
+                "backend", "give a Reranker or set backend ('local', 'remote' or 'module:Class')"
+            )
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def _settings(self) -> dict[str, Any]:
+        """Constructor settings for the backend (``None`` values are dropped by build_reranker)."""
+        settings: dict[str, Any] = {
+            "model": self.model,
+            "base_url": self.base_url,
+            "api_format": self.api_format,
+        }
+        if self.device is not None:
+            settings["device"] = self.device.to_torch_str()
+        if self.backend == "remote" and self.api_key is not None:
+            settings["api_key"] = self.api_key.resolve_value()
+        settings.update(self.backend_kwargs or {})
+        return settings
+
+    def warm_up(self) -> None:
+        """Build the reranker (model load / HTTP client). Idempotent; :meth:`run` calls it."""
+        if self._given is not None or self._built is not None:
+            return
+        with self._lock:
+            if self._built is None:
+                if self._config is not None:
+                    self._built = Reranker.from_config(dict(self._config))
+                else:
+                    self._built = build_reranker(backend=self.backend, **self._settings())
+                logger.debug("RerankRanker built reranker for model %s", self._built.model_name)
+
+    async def warm_up_async(self) -> None:
+        """Async :meth:`warm_up`; runs on the event loop, as Haystack's pipelines expect."""
+        self.warm_up()
+
+    def close(self) -> None:
+        """Close a reranker this component built; a later run builds a fresh one.
+
+        A :class:`Reranker` passed to the constructor belongs to the caller and is left open.
+        """
+        with self._lock:
+            built, self._built = self._built, None
+        if built is not None:
+            built.close()
+
+    async def close_async(self) -> None:
+        """Async :meth:`close` (uses the reranker's ``aclose``)."""
+        with self._lock:
+            built, self._built = self._built, None
+        if built is not None:
+            await built.aclose()
+
+    def _reranker(self) -> Reranker:
+        reranker = self._given or self._built
+        if reranker is None:  # pragma: no cover - warm_up always sets one or raises
+            raise RuntimeError("RerankRanker.warm_up() did not build a reranker")
+        return reranker
+
+    # -- serialisation ---------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialise to Haystack's ``{"type", "init_parameters"}`` dict; never contains a secret."""
+        if self._given is not None:
+            reranker: dict[str, Any] | None = self._given.to_config()
+        else:
+            reranker = dict(self._config) if self._config is not None else None
+        return default_to_dict(
+            self,
+            reranker=reranker,
+            backend=self.backend,
+            model=self.model,
+            base_url=self.base_url,
+            api_format=self.api_format,
+            api_key=self.api_key,  # Secret.to_dict(): env var names only; a token secret raises
+            device=self.device,
+            backend_kwargs=self.backend_kwargs,
+            top_k=self.top_k,
+            score_threshold=self.score_threshold,
+            instruction=self.instruction,
+            instruction_fn=serialize_callable(self.instruction_fn) if self.instruction_fn else None,
+            meta_fields_to_embed=self.meta_fields_to_embed,
+            metadata_formatter=(
+                serialize_callable(self.metadata_formatter) if self.metadata_formatter else None
+            ),
+            send_metadata=self.send_metadata,
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RerankRanker":
+        """Rebuild from :meth:`to_dict` output (``data`` is not modified).
+
+        Callables and custom ``module:Class`` backends are resolved through Haystack's
+        deserialization allowlist (see docs/haystack.md).
+        """
+        params = dict(data.get("init_parameters", {}))
+        deserialize_secrets_inplace(params, keys=["api_key"])
+        for name in ("instruction_fn", "metadata_formatter"):
+            if isinstance(params.get(name), str):
+                params[name] = deserialize_callable(params[name])
+        config = params.get("reranker")
+        _check_backend_allowed(config.get("backend") if isinstance(config, Mapping) else None)
+        _check_backend_allowed(params.get("backend"))
+        return default_from_dict(cls, {**data, "init_parameters": params})
+
+    # -- running ---------------------------------------------------------------------------
+
+    def _unique_documents(
+        self,
+        query: str,
+        documents: list[Document],
+        top_k: int | None,
+        instruction: str | None,
+        score_threshold: float | None,
+    ) -> list[Document]:
+        """Validate the call (before any model or network work) and drop duplicate ids."""
+        validate_query(query)
+        if isinstance(documents, str | bytes) or not isinstance(documents, Sequence):
+            raise RerankTypeError("documents", "must be a list of haystack Document objects")
+        for i, doc in enumerate(documents):
+            if not isinstance(doc, Document):
+                raise RerankTypeError(
+                    f"documents[{i}]", f"must be a Document, got {type(doc).__name__}"
+                )
+        validate_top_n(top_k, field="top_k")
+        validate_score_threshold(score_threshold)
+        validate_instruction(instruction)
+        return dedupe_best(documents, key=lambda d: d.id, score=lambda d: d.score)
+
+    @staticmethod
+    def _texts(docs: list[Document]) -> tuple[list[str], list[dict[str, Any]]]:
+        return [d.content or "" for d in docs], [d.meta for d in docs]
+
+    @staticmethod
+    def _scored(docs: list[Document], results: list[RerankResult]) -> list[Document]:
+        return [
+            dataclasses.replace(
+                doc, score=r.relevance_score, meta={**doc.meta, RAW_SCORE_KEY: r.raw_score}
+            )
+            for doc, r in pair_results(docs, results)
+        ]
+
+    @component.output_types(documents=list[Document])
+    def run(
+        self,
+        query: str,
+        documents: list[Document],
+        top_k: int | None = None,
+        instruction: str | None = None,
+        score_threshold: float | None = None,
+    ) -> dict[str, list[Document]]:
+        """Rerank ``documents`` for ``query``; best first.
+
+        :param query: the search query (non-empty).
+        :param documents: candidates; duplicates by ``Document.id`` keep the one with the best
+            incoming score before reranking. Not modified.
+        :param top_k: overrides the configured ``top_k`` when not ``None`` (``0`` is rejected).
+        :param instruction: overrides the configured instruction / ``instruction_fn`` when not
+            ``None``; ``""`` switches the instruction off for this call.
+        :param score_threshold: overrides the configured threshold when not ``None``.
+        :returns: ``{"documents": [...]}`` — copies with ``score`` set and the raw score in meta.
+        """
+        docs = self._unique_documents(query, documents, top_k, instruction, score_threshold)
+        if not docs:
+            return {"documents": []}
+        self.warm_up()
+        texts, metas = self._texts(docs)
+        results = rerank_texts(
+            self._reranker(), query, texts, metas, self._options,
+            instruction=instruction, top_n=top_k, score_threshold=score_threshold,
+        )  # fmt: skip
+        return {"documents": self._scored(docs, results)}
+
+    @component.output_types(documents=list[Document])
+    async def run_async(
+        self,
+        query: str,
+        documents: list[Document],
+        top_k: int | None = None,
+        instruction: str | None = None,
+        score_threshold: float | None = None,
+    ) -> dict[str, list[Document]]:
+        """Async :meth:`run`: same parameters, same result; uses the reranker's ``arerank``."""
+        docs = self._unique_documents(query, documents, top_k, instruction, score_threshold)
+        if not docs:
+            return {"documents": []}
+        await self.warm_up_async()
+        texts, metas = self._texts(docs)
+        results = await arerank_texts(
+            self._reranker(), query, texts, metas, self._options,
+            instruction=instruction, top_n=top_k, score_threshold=score_threshold,
+        )  # fmt: skip
+        return {"documents": self._scored(docs, results)}
