@@ -1,0 +1,368 @@
+"""Wire formats of remote rerank APIs, as small declarative descriptions.
+
+Each :class:`WireFormat` says where to send a request (default base URL and path), how to
+authenticate (bearer key and the environment variables it may come from), what the API can
+express (instruction, per-document metadata, ``top_n``), its published limits, and two PURE
+functions: a request builder (:class:`WireRequest` -> JSON body) and a response parser
+(decoded JSON -> ``[(local index, score), ...]``) that validates the answer and raises
+:class:`~rerank_integrations.errors.RemoteResponseError` when it is malformed.
+
+Formats (field names from the APIs' own references):
+
+=============  ==================================  ===========  ==================  ============
+name           body                                top field    results             score
+=============  ==================================  ===========  ==================  ============
+``contextual`` query, documents, model, top_n,     ``top_n``    ``results``         relevance_score
+               instruction, metadata
+``jina``       model, query, documents, top_n,     ``top_n``    ``results``         relevance_score
+               return_documents=false
+``vllm``       same body as ``jina`` (vLLM, Infinity and OpenAI-compatible routers); no default
+               host and no API key by default
+``cohere``     model, query, documents, top_n      ``top_n``    ``results``         relevance_score
+``tei``        query, texts, truncate, raw_scores  (none)       bare list           score
+=============  ==================================  ===========  ==================  ============
+
+Scores: every format's returned score is kept as ``raw_score``; ``relevance_score`` is that
+number clipped to ``[0, 1]`` (:func:`to_relevance`). Contextual normalises to 0-1 itself; Jina,
+Cohere and vLLM (for its usual single-label classifiers, with its default sigmoid activation)
+return 0-1 probabilities; TEI is asked for ``raw_scores: false``, i.e. its sigmoid-activated
+0-1 scores. A server that returns numbers outside 0-1 (e.g. a vLLM model served with
+``"method": "no_post_processing"``) still gets a correct ``raw_score``, but its clipped
+``relevance_score`` loses order outside 0-1; the backend logs a warning when that happens.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rerank_integrations.errors import RemoteResponseError
+
+__all__ = [
+    "FORMATS",
+    "WireFormat",
+    "WireRequest",
+    "decode_json",
+    "error_message",
+    "fold_instruction",
+    "fold_metadata",
+    "get_format",
+    "parse_results",
+    "to_relevance",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class WireRequest:
+    """One HTTP request's worth of a rerank call (after folding, truncation and splitting).
+
+    ``indices[i]`` is the caller's (global) index of ``documents[i]``. ``top_n`` is the hint
+    sent to the server (already clamped to ``len(documents)``), or ``None`` to ask for all.
+    """
+
+    query: str
+    documents: tuple[str, ...]
+    indices: tuple[int, ...]
+    instruction: str | None = None
+    metadata: tuple[str, ...] | None = None
+    top_n: int | None = None
+
+    @property
+    def expected_results(self) -> int:
+        """How many results a conforming server returns for this request."""
+        n = len(self.documents)
+        return n if self.top_n is None else min(self.top_n, n)
+
+
+BodyBuilder = Callable[[str, WireRequest, bool], Any]
+"""``(model, request, truncate) -> JSON body``. ``truncate`` asks the server to truncate
+over-long inputs itself (only formats with such a field use it)."""
+
+ResponseParser = Callable[[Any, WireRequest], list[tuple[int, float]]]
+"""``(decoded JSON, request) -> [(local index, score), ...]``; raises RemoteResponseError."""
+
+
+@dataclass(frozen=True, slots=True)
+class WireFormat:
+    """A declarative description of one rerank API's wire format."""
+
+    name: str
+    default_base_url: str | None
+    path: str
+    api_key_env: tuple[str, ...]
+    supports_instruction: bool
+    supports_metadata: bool
+    supports_top_n: bool
+    build_body: BodyBuilder
+    parse_response: ResponseParser
+    max_documents_per_request: int | None = None
+    max_tokens_per_request: int | None = None
+    max_tokens_per_document: int | None = None
+    """Per-pair limit: query + instruction + one document + its metadata."""
+
+
+# --------------------------------------------------------------------------- folding
+
+
+def fold_instruction(query: str, instruction: str | None) -> str:
+    """The query text with the instruction appended after one space (ctxl-rerank's own rule).
+
+    Used only when the user opts in (``fold_unsupported=True``) for a format without an
+    instruction field. ``None`` leaves the query unchanged.
+    """
+    return query if instruction is None else f"{query} {instruction}"
+
+
+def fold_metadata(document: str, metadata: str) -> str:
+    """The document text with its metadata lines first, then a newline (``""`` = unchanged)."""
+    return f"{metadata}\n{document}" if metadata else document
+
+
+# --------------------------------------------------------------------------- builders
+
+
+def _top_n_field(body: dict[str, Any], request: WireRequest) -> None:
+    # Omit when None: vLLM reads ``top_n: 0`` as "all", others reject 0; omission means all.
+    if request.top_n is not None:
+        body["top_n"] = request.top_n
+
+
+def build_contextual(model: str, request: WireRequest, truncate: bool) -> Any:
+    body: dict[str, Any] = {
+        "query": request.query,
+        "documents": list(request.documents),
+        "model": model,
+    }
+    _top_n_field(body, request)
+    if request.instruction is not None:
+        body["instruction"] = request.instruction
+    if request.metadata is not None:
+        body["metadata"] = list(request.metadata)
+    return body
+
+
+def build_jina(model: str, request: WireRequest, truncate: bool) -> Any:
+    body: dict[str, Any] = {
+        "model": model,
+        "query": request.query,
+        "documents": list(request.documents),
+        "return_documents": False,
+    }
+    _top_n_field(body, request)
+    return body
+
+
+def build_cohere(model: str, request: WireRequest, truncate: bool) -> Any:
+    body: dict[str, Any] = {
+        "model": model,
+        "query": request.query,
+        "documents": list(request.documents),
+    }
+    _top_n_field(body, request)
+    return body
+
+
+def build_tei(model: str, request: WireRequest, truncate: bool) -> Any:
+    return {
+        "query": request.query,
+        "texts": list(request.documents),
+        "truncate": truncate,
+        "raw_scores": False,
+        "return_text": False,
+    }
+
+
+# --------------------------------------------------------------------------- parsers
+
+
+def decode_json(text: str) -> Any:
+    """Decode a response body; non-JSON (or truncated JSON) -> RemoteResponseError."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        snippet = text[:80].replace("\n", " ")
+        raise RemoteResponseError(
+            f"the server's answer is not valid JSON ({exc.msg} at position {exc.pos}); "
+            f"it starts with {snippet!r}"
+        ) from None
+
+
+def parse_results(
+    items: object, request: WireRequest, *, score_key: str
+) -> list[tuple[int, float]]:
+    """Validate a list of ``{"index": int, score_key: number}`` items.
+
+    Every index must be an int in ``range(len(request.documents))`` and appear once; every
+    score a finite number; and there must be at least ``request.expected_results`` items.
+    """
+    n = len(request.documents)
+    if not isinstance(items, list):
+        raise RemoteResponseError(f"expected a list of results, got {type(items).__name__}")
+    seen: set[int] = set()
+    out: list[tuple[int, float]] = []
+    for pos, item in enumerate(items):
+        if not isinstance(item, Mapping):
+            raise RemoteResponseError(f"result {pos} is not an object")
+        index = item.get("index")
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise RemoteResponseError(f"result {pos} has no integer 'index' (got {index!r})")
+        if not 0 <= index < n:
+            raise RemoteResponseError(
+                f"result {pos} has index {index}, out of range for {n} documents"
+            )
+        if index in seen:
+            raise RemoteResponseError(f"index {index} appears more than once in the results")
+        seen.add(index)
+        score = item.get(score_key)
+        if isinstance(score, bool) or not isinstance(score, int | float):
+            raise RemoteResponseError(
+                f"result {pos} (index {index}) has no numeric {score_key!r} (got {score!r})"
+            )
+        if not math.isfinite(score):
+            raise RemoteResponseError(f"result {pos} (index {index}) has a non-finite score")
+        out.append((index, float(score)))
+    if len(out) < request.expected_results:
+        raise RemoteResponseError(
+            f"the server returned {len(out)} results for {n} documents "
+            f"(expected {request.expected_results})"
+        )
+    return out
+
+
+def _results_key(payload: Any, key: str) -> object:
+    if not isinstance(payload, Mapping):
+        raise RemoteResponseError(f"expected a JSON object, got {type(payload).__name__}")
+    if key not in payload:
+        raise RemoteResponseError(f"the answer has no {key!r} field")
+    return payload[key]
+
+
+def parse_relevance_results(payload: Any, request: WireRequest) -> list[tuple[int, float]]:
+    """Contextual / Jina / Cohere / vLLM: ``{"results": [{"index", "relevance_score"}]}``."""
+    return parse_results(_results_key(payload, "results"), request, score_key="relevance_score")
+
+
+def parse_tei(payload: Any, request: WireRequest) -> list[tuple[int, float]]:
+    """TEI: a bare list ``[{"index", "score"}]``."""
+    return parse_results(payload, request, score_key="score")
+
+
+def to_relevance(score: float) -> float:
+    """The documented 0-1 relevance of a returned score: the score clipped to ``[0, 1]``."""
+    return min(1.0, max(0.0, score))
+
+
+def error_message(text: str, *, limit: int = 500) -> str:
+    """The server's own error message from an error response body (any of the formats).
+
+    Understands ``{"detail": str | [{"msg"}]}`` (Contextual/FastAPI, Jina), ``{"message"}``
+    (Cohere), ``{"error": str | {"message"}}`` (TEI, vLLM/OpenAI) and falls back to the text.
+    """
+    message: str | None = None
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        payload = None
+    if isinstance(payload, Mapping):
+        for key in ("message", "error", "detail"):
+            value = payload.get(key)
+            if isinstance(value, str) and value:
+                message = value
+                break
+            if isinstance(value, Mapping) and isinstance(value.get("message"), str):
+                message = str(value["message"])
+                break
+            if isinstance(value, list) and value:
+                parts = [str(v.get("msg", v)) if isinstance(v, Mapping) else str(v) for v in value]
+                message = "; ".join(parts)
+                break
+    if message is None:
+        message = " ".join(text.split()) or "(empty body)"
+    return message if len(message) <= limit else message[: limit - 3] + "..."
+
+
+# --------------------------------------------------------------------------- registry
+
+_CONTEXTUAL = WireFormat(
+    name="contextual",
+    default_base_url="https://api.contextual.ai/v1",
+    path="/rerank",
+    api_key_env=("CONTEXTUAL_API_KEY",),
+    supports_instruction=True,
+    supports_metadata=True,
+    supports_top_n=True,
+    build_body=build_contextual,
+    parse_response=parse_relevance_results,
+    max_tokens_per_request=400_000,
+    max_tokens_per_document=8_000,
+)
+
+_JINA = WireFormat(
+    name="jina",
+    default_base_url="https://api.jina.ai/v1",
+    path="/rerank",
+    api_key_env=("JINA_API_KEY",),
+    supports_instruction=False,
+    supports_metadata=False,
+    supports_top_n=True,
+    build_body=build_jina,
+    parse_response=parse_relevance_results,
+)
+
+_VLLM = WireFormat(
+    name="vllm",
+    default_base_url=None,
+    path="/rerank",
+    api_key_env=(),
+    supports_instruction=False,
+    supports_metadata=False,
+    supports_top_n=True,
+    build_body=build_jina,
+    parse_response=parse_relevance_results,
+)
+
+_COHERE = WireFormat(
+    name="cohere",
+    default_base_url="https://api.cohere.com/v2",
+    path="/rerank",
+    api_key_env=("COHERE_API_KEY", "CO_API_KEY"),
+    supports_instruction=False,
+    supports_metadata=False,
+    supports_top_n=True,
+    build_body=build_cohere,
+    parse_response=parse_relevance_results,
+)
+
+_TEI = WireFormat(
+    name="tei",
+    default_base_url=None,
+    path="/rerank",
+    api_key_env=(),
+    supports_instruction=False,
+    supports_metadata=False,
+    supports_top_n=False,
+    build_body=build_tei,
+    parse_response=parse_tei,
+    max_documents_per_request=32,  # TEI's default --max-client-batch-size
+)
+
+FORMATS: Mapping[str, WireFormat] = {f.name: f for f in (_CONTEXTUAL, _JINA, _VLLM, _COHERE, _TEI)}
+"""Every supported ``api_format`` by name."""
+
+
+def get_format(name: object) -> WireFormat:
+    """The :class:`WireFormat` called ``name`` (RerankInputError naming ``api_format``)."""
+    from rerank_integrations.errors import RerankInputError
+
+    if not isinstance(name, str) or name not in FORMATS:
+        raise RerankInputError(
+            "api_format", f"unknown API format {name!r}; use one of {sorted(FORMATS)}"
+        )
+    return FORMATS[name]
+
+
+def format_names() -> Sequence[str]:
+    return sorted(FORMATS)
