@@ -269,7 +269,7 @@ def finish_call(call: PreparedCall, results: Sequence[RerankResult]) -> list[Rer
 
 
 def rerank_texts(
-    reranker: Reranker,
+    reranker: Reranker | LazyReranker,
     query: str,
     texts: Sequence[str],
     metas: Sequence[Mapping[str, Any] | None] | None,
@@ -282,7 +282,8 @@ def rerank_texts(
     """Rerank ``texts`` (with their metadata mappings) for ``query``; results best first.
 
     Per-call ``instruction``/``top_n``/``score_threshold`` override the options when not
-    ``None``. ``metas`` is ``None`` or one mapping (or ``None``) per text.
+    ``None``. ``metas`` is ``None`` or one mapping (or ``None``) per text. ``reranker`` may be a
+    :class:`LazyReranker`: it is built only when there is something to rerank.
     """
     call = prepare_call(
         query, texts, metas, options,
@@ -290,6 +291,8 @@ def rerank_texts(
     )  # fmt: skip
     if call.empty:
         return []
+    if isinstance(reranker, LazyReranker):
+        reranker = reranker.get()
     results = reranker.rerank(
         call.query,
         call.texts,
@@ -301,7 +304,7 @@ def rerank_texts(
 
 
 async def arerank_texts(
-    reranker: Reranker,
+    reranker: Reranker | LazyReranker,
     query: str,
     texts: Sequence[str],
     metas: Sequence[Mapping[str, Any] | None] | None,
@@ -318,6 +321,8 @@ async def arerank_texts(
     )  # fmt: skip
     if call.empty:
         return []
+    if isinstance(reranker, LazyReranker):
+        reranker = reranker.get()
     results = await reranker.arerank(
         call.query,
         call.texts,
