@@ -316,3 +316,16 @@ def test_refresh_reranker_rebuilds_only_on_change() -> None:
     assert held.get() is given
     assert refresh_reranker(held, given) is held
     assert refresh_reranker(held, fake()) is not held
+
+
+def test_options_from_object() -> None:
+    class Holder:
+        top_n = 2
+        score_threshold = 0
+        metadata_keys = ("a",)
+
+    opts = RerankOptions.from_object(Holder())
+    assert opts == RerankOptions(top_n=2, score_threshold=0.0, metadata_keys=("a",))
+    Holder.top_n = 0
+    with pytest.raises(RerankInputError):
+        RerankOptions.from_object(Holder())

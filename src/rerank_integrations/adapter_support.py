@@ -153,6 +153,25 @@ class RerankOptions:
             )
 
 
+    @classmethod
+    def from_object(cls, obj: object) -> RerankOptions:
+        """Options read from ``obj``'s attributes of the same names (an adapter's fields).
+
+        Adapters call this on every use, so a reassigned field is never shadowed by a cached
+        value; a missing attribute uses the default.
+        """
+        defaults = cls()
+        return cls(
+            top_n=getattr(obj, "top_n", defaults.top_n),
+            score_threshold=getattr(obj, "score_threshold", defaults.score_threshold),
+            instruction=getattr(obj, "instruction", defaults.instruction),
+            instruction_fn=getattr(obj, "instruction_fn", defaults.instruction_fn),
+            metadata_keys=getattr(obj, "metadata_keys", defaults.metadata_keys),
+            metadata_formatter=getattr(obj, "metadata_formatter", defaults.metadata_formatter),
+            send_metadata=getattr(obj, "send_metadata", defaults.send_metadata),
+        )
+
+
 def resolve_top_n(options: RerankOptions, top_n: object = None) -> int | None:
     """The effective ``top_n``: the per-call value when not ``None``, else the configured one."""
     return options.top_n if top_n is None else validate_top_n(top_n)

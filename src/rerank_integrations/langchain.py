@@ -146,15 +146,7 @@ class RerankCompressor(BaseDocumentCompressor, Serializable):
     # --- the adapter ----------------------------------------------------------------------
 
     def _options(self) -> RerankOptions:
-        return RerankOptions(
-            top_n=self.top_n,
-            score_threshold=self.score_threshold,
-            instruction=self.instruction,
-            instruction_fn=self.instruction_fn,
-            metadata_keys=self.metadata_keys,
-            metadata_formatter=self.metadata_formatter,
-            send_metadata=self.send_metadata,
-        )
+        return RerankOptions.from_object(self)
 
     def _lazy(self) -> LazyReranker:
         # With a reranker, any setting is an error (build_reranker names the keys, never values).
