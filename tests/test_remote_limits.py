@@ -1,0 +1,195 @@
+"""Token estimate, client-side truncation, splitting under limits and merging (pure)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rerank_integrations.backends.remote_formats import WireRequest
+from rerank_integrations.backends.remote_limits import (
+    PAIR_OVERHEAD,
+    Limits,
+    estimate_tokens,
+    merge_results,
+    plan_requests,
+    split_in_half,
+    truncate_to_tokens,
+)
+from rerank_integrations.errors import RemoteResponseError, RerankInputError
+
+
+@pytest.mark.parametrize(
+    ("text", "tokens"),
+    [
+        ("", 0),
+        ("abc", 1),
+        ("abcd", 2),
+        ("hello world", 4),
+        ("2024", 4),  # digits count one each
+        ("year 2024", 6),
+        ("你好世界", 4),  # CJK: one per character
+        ("héllo", 3),
+        ("Привет", 6),
+    ],
+)
+def test_estimate_tokens_table(text: str, tokens: int) -> None:
+    assert estimate_tokens(text) == tokens
+
+
+def test_estimate_is_conservative_for_english_and_cjk() -> None:
+    english = "Rerankers score each query and document pair with a cross-encoder. " * 20
+    # real tokenizers give ~4.2 chars/token for English: the estimate must not be lower
+    assert estimate_tokens(english) >= len(english) / 4
+    cjk = "检索增强生成使用重排序模型来提高相关性。" * 20
+    assert estimate_tokens(cjk) >= len(cjk)
+
+
+@given(st.text(max_size=300), st.integers(min_value=0, max_value=120))
+def test_truncate_fits_and_is_a_prefix(text: str, budget: int) -> None:
+    cut = truncate_to_tokens(text, budget)
+    assert text.startswith(cut)
+    assert estimate_tokens(cut) <= budget
+    if estimate_tokens(text) <= budget:
+        assert cut == text
+    else:  # maximal: one more character would not fit
+        assert estimate_tokens(text[: len(cut) + 1]) > budget
+
+
+def _plan(docs: list[str], limits: Limits, **kw: object):  # type: ignore[no-untyped-def]
+    args: dict[str, object] = {
+        "instruction": None,
+        "metadata": None,
+        "top_n": None,
+        "limits": limits,
+        "truncate": True,
+    }
+    args.update(kw)
+    return plan_requests("query", docs, **args)  # type: ignore[arg-type]
+
+
+def test_no_limits_one_request() -> None:
+    plan = _plan(["a", "b", "c"], Limits())
+    assert len(plan.requests) == 1
+    assert plan.requests[0].indices == (0, 1, 2)
+    assert plan.truncated == ()
+
+
+def test_split_by_document_count() -> None:
+    docs = [f"d{i}" for i in range(250)]
+    plan = _plan(docs, Limits(max_documents_per_request=100), top_n=5)
+    assert [len(r.documents) for r in plan.requests] == [100, 100, 50]
+    assert [r.indices[0] for r in plan.requests] == [0, 100, 200]
+    flat = [i for r in plan.requests for i in r.indices]
+    assert flat == list(range(250))
+    assert all(r.top_n == 5 for r in plan.requests)
+    assert all(list(r.documents) == docs[r.indices[0] : r.indices[-1] + 1] for r in plan.requests)
+
+
+def test_top_n_hint_clamped_to_sub_request() -> None:
+    plan = _plan([f"d{i}" for i in range(5)], Limits(max_documents_per_request=2), top_n=4)
+    assert [r.top_n for r in plan.requests] == [2, 2, 1]
+
+
+def test_split_by_tokens() -> None:
+    doc = "x" * 300  # 100 tokens; pair cost = 100 + query(2) + overhead
+    cost = 100 + estimate_tokens("query") + PAIR_OVERHEAD
+    plan = _plan([doc] * 10, Limits(max_tokens_per_request=3 * cost))
+    assert [len(r.documents) for r in plan.requests] == [3, 3, 3, 1]
+    for r in plan.requests:
+        assert sum(estimate_tokens(d) for d in r.documents) + len(r.documents) * (
+            cost - 100
+        ) <= 3 * cost
+
+
+def test_metadata_and_instruction_count_and_travel() -> None:
+    plan = _plan(
+        ["a", "b", "c", "d"],
+        Limits(max_documents_per_request=3),
+        instruction="be nice",
+        metadata=["m0", "", "m2", "m3"],
+    )
+    assert [r.metadata for r in plan.requests] == [("m0", "", "m2"), ("m3",)]
+    assert all(r.instruction == "be nice" for r in plan.requests)
+
+
+def test_oversize_document_truncated_within_limit() -> None:
+    limits = Limits(max_tokens_per_document=100)
+    long_doc = "word " * 400
+    plan = _plan(["short", long_doc, "x"], limits, instruction="inst", metadata=["", "meta", ""])
+    assert plan.truncated == (1,)
+    request = plan.requests[0]
+    cut = request.documents[1]
+    assert long_doc.startswith(cut) and len(cut) < len(long_doc)
+    pair = (
+        estimate_tokens("query")
+        + estimate_tokens("inst")
+        + estimate_tokens(cut)
+        + estimate_tokens("meta")
+        + PAIR_OVERHEAD
+    )
+    assert 90 <= pair <= 100
+    assert request.documents[0] == "short" and request.metadata == ("", "meta", "")
+
+
+def test_oversize_metadata_is_cut_when_it_leaves_no_room() -> None:
+    plan = _plan(["doc " * 200], Limits(max_tokens_per_document=100), metadata=["m" * 3000])
+    request = plan.requests[0]
+    assert plan.truncated == (0,)
+    assert 0 < estimate_tokens(request.metadata[0]) <= 50  # type: ignore[index]
+    assert estimate_tokens(request.documents[0]) >= 40
+
+
+def test_oversize_error_names_the_document() -> None:
+    with pytest.raises(RerankInputError) as info:
+        _plan(["ok", "y" * 1000], Limits(max_tokens_per_document=50), truncate=False)
+    assert info.value.field == "documents[1]"
+
+
+def test_query_alone_over_the_limit_is_rejected() -> None:
+    with pytest.raises(RerankInputError) as info:
+        plan_requests(
+            "q" * 600,
+            ["a"],
+            instruction=None,
+            metadata=None,
+            top_n=None,
+            limits=Limits(max_tokens_per_document=100),
+            truncate=True,
+        )
+    assert info.value.field == "query"
+
+
+def test_request_token_limit_also_bounds_one_document() -> None:
+    assert Limits(max_tokens_per_request=50, max_tokens_per_document=8000).per_document == 50
+    plan = _plan(["z" * 3000], Limits(max_tokens_per_request=50))
+    assert plan.truncated == (0,)
+
+
+def test_plan_does_not_mutate_inputs() -> None:
+    docs = ["w " * 500, "b"]
+    metas = ["m", "n"]
+    _plan(docs, Limits(max_tokens_per_document=60), metadata=metas)
+    assert docs == ["w " * 500, "b"] and metas == ["m", "n"]
+
+
+def test_split_in_half_and_merge() -> None:
+    request = WireRequest("q", ("a", "b", "c", "d", "e"), (5, 6, 7, 8, 9), None, ("", "", "", "m", ""), 4)
+    first, second = split_in_half(request)
+    assert first.indices == (5, 6) and second.indices == (7, 8, 9)
+    assert first.metadata == ("", "") and second.metadata == ("", "m", "")
+    assert (first.top_n, second.top_n) == (2, 3)
+    merged = merge_results([(first, [(1, 0.2), (0, 0.9)]), (second, [(2, 1.7), (0, -0.5)])])
+    by_index = {r.index: r for r in merged}
+    assert set(by_index) == {5, 6, 7, 9}
+    assert by_index[6].relevance_score == 0.2
+    assert by_index[9].relevance_score == 1.0 and by_index[9].raw_score == 1.7
+    assert by_index[7].relevance_score == 0.0 and by_index[7].raw_score == -0.5
+    with pytest.raises(ValueError):
+        split_in_half(WireRequest("q", ("a",), (0,)))
+
+
+def test_merge_rejects_double_scoring() -> None:
+    r = WireRequest("q", ("a",), (3,))
+    with pytest.raises(RemoteResponseError):
+        merge_results([(r, [(0, 0.1)]), (r, [(0, 0.2)])])
