@@ -490,3 +490,26 @@ def test_from_dict_refuses_unlisted_callables(monkeypatch: pytest.MonkeyPatch) -
     data = RerankRanker(fake(), instruction_fn=instruction_for_query).to_dict()
     with pytest.raises(DeserializationError, match="test_haystack_adapter"):
         RerankRanker.from_dict(data)
+
+
+def test_reassigned_attributes_are_honoured() -> None:
+    reranker = fake()
+    ranker = RerankRanker(reranker, top_k=2)
+    ranker.top_k = 3
+    ranker.instruction = "changed"
+    ranker.meta_fields_to_embed = ["source"]
+    assert ids(ranker.run(QUERY, DOCS)) == EXPECTED_ORDER[:3]
+    assert reranker.calls[-1].instruction == "changed"
+    sources = ("source: Old Gazette", "source: Science Daily", "source: Blog", "", "")
+    assert reranker.calls[-1].metadata == sources
+    ranker.top_k = 0
+    with pytest.raises(RerankInputError, match="top_k"):
+        ranker.run(QUERY, DOCS)
+    assert len(reranker.calls) == 1
+
+
+def test_changed_backend_settings_rebuild_the_reranker() -> None:
+    ranker = RerankRanker(backend=FAKE, backend_kwargs={"scores": SCORES}, top_k=None)
+    assert ids(ranker.run(QUERY, DOCS)) == EXPECTED_ORDER
+    ranker.backend_kwargs = {"scores": {d.content: float(i) / 10 for i, d in enumerate(DOCS)}}
+    assert ids(ranker.run(QUERY, DOCS)) == ["e", "d", "c", "b", "a"]

@@ -146,15 +146,6 @@ class RerankRanker:
                 "metadata_keys", "is an alias of meta_fields_to_embed: give one of them"
             )
         keys = meta_fields_to_embed if meta_fields_to_embed is not None else metadata_keys
-        self._options = RerankOptions(
-            top_n=validate_top_n(top_k, field="top_k"),
-            score_threshold=score_threshold,
-            instruction=instruction,
-            instruction_fn=instruction_fn,
-            metadata_keys=keys,
-            metadata_formatter=metadata_formatter,
-            send_metadata=send_metadata,
-        )
         if api_key is not None and not isinstance(api_key, Secret):
             raise RerankTypeError(
                 "api_key", "must be a haystack.utils.Secret (e.g. Secret.from_env_var(...))"
@@ -180,11 +171,13 @@ class RerankRanker:
         self.meta_fields_to_embed = list(keys) if keys is not None else None
         self.metadata_formatter = metadata_formatter
         self.send_metadata = send_metadata
+        self._options()  # validate now: a bad top_k/threshold/... fails at construction
 
         self._lock = threading.Lock()
         self._given: Reranker | None = None  # the caller's reranker: never closed here
         self._config: dict[str, Any] | None = None  # a to_config() dict: built in warm_up
         self._built: Reranker | None = None  # built from config/settings: ours to close
+        self._built_from: tuple[Any, ...] | None = None  # the settings it was built from
         key_set = api_key is not None and api_key != DEFAULT_API_KEY
         plain = {
             "backend": backend,
@@ -214,7 +207,36 @@ class RerankRanker:
                 "backend", "give a Reranker or set backend ('local', 'remote' or 'module:Class')"
             )
 
+    def _options(self) -> RerankOptions:
+        """The rerank options, read from the public attributes on every call.
+
+        So a reassigned attribute (``ranker.top_k = 3``) is never shadowed by a cached value.
+        """
+        return RerankOptions(
+            top_n=validate_top_n(self.top_k, field="top_k"),
+            score_threshold=self.score_threshold,
+            instruction=self.instruction,
+            instruction_fn=self.instruction_fn,
+            metadata_keys=self.meta_fields_to_embed,
+            metadata_formatter=self.metadata_formatter,
+            send_metadata=self.send_metadata,
+        )
+
     # -- lifecycle -------------------------------------------------------------------------
+
+    def _source(self) -> tuple[Any, ...]:
+        """What the reranker is built from; a change after warm-up triggers a rebuild."""
+        device = self.device.to_dict() if self.device is not None else None
+        return (
+            self._config,
+            self.backend,
+            self.model,
+            self.base_url,
+            self.api_format,
+            self.api_key,
+            device,
+            self.backend_kwargs,
+        )
 
     def _settings(self) -> dict[str, Any]:
         """Constructor settings for the backend (``None`` values are dropped by build_reranker)."""
@@ -231,16 +253,24 @@ class RerankRanker:
         return settings
 
     def warm_up(self) -> None:
-        """Build the reranker (model load / HTTP client). Idempotent; :meth:`run` calls it."""
-        if self._given is not None or self._built is not None:
+        """Build the reranker (model load / HTTP client). Idempotent; :meth:`run` calls it.
+
+        If a backend setting (``model``, ``base_url``, ...) was reassigned since the last
+        warm-up, a new reranker is built from the new settings (the old one is not closed: a
+        run in flight may still use it).
+        """
+        if self._given is not None:
             return
+        source = self._source()
         with self._lock:
-            if self._built is None:
-                if self._config is not None:
-                    self._built = Reranker.from_config(dict(self._config))
-                else:
-                    self._built = build_reranker(backend=self.backend, **self._settings())
-                logger.debug("RerankRanker built reranker for model %s", self._built.model_name)
+            if self._built is not None and self._built_from == source:
+                return
+            if self._config is not None:
+                built = Reranker.from_config(dict(self._config))
+            else:
+                built = build_reranker(backend=self.backend, **self._settings())
+            self._built, self._built_from = built, source
+            logger.debug("RerankRanker built a reranker for model %s", built.model_name)
 
     async def warm_up_async(self) -> None:
         """Async :meth:`warm_up`; runs on the event loop, as Haystack's pipelines expect."""
@@ -252,14 +282,14 @@ class RerankRanker:
         A :class:`Reranker` passed to the constructor belongs to the caller and is left open.
         """
         with self._lock:
-            built, self._built = self._built, None
+            built, self._built, self._built_from = self._built, None, None
         if built is not None:
             built.close()
 
     async def close_async(self) -> None:
         """Async :meth:`close` (uses the reranker's ``aclose``)."""
         with self._lock:
-            built, self._built = self._built, None
+            built, self._built, self._built_from = self._built, None, None
         if built is not None:
             await built.aclose()
 
@@ -372,13 +402,14 @@ class RerankRanker:
         :param score_threshold: overrides the configured threshold when not ``None``.
         :returns: ``{"documents": [...]}`` — copies with ``score`` set and the raw score in meta.
         """
+        options = self._options()
         docs = self._unique_documents(query, documents, top_k, instruction, score_threshold)
         if not docs:
             return {"documents": []}
         self.warm_up()
         texts, metas = self._texts(docs)
         results = rerank_texts(
-            self._reranker(), query, texts, metas, self._options,
+            self._reranker(), query, texts, metas, options,
             instruction=instruction, top_n=top_k, score_threshold=score_threshold,
         )  # fmt: skip
         return {"documents": self._scored(docs, results)}
@@ -393,13 +424,14 @@ class RerankRanker:
         score_threshold: float | None = None,
     ) -> dict[str, list[Document]]:
         """Async :meth:`run`: same parameters, same result; uses the reranker's ``arerank``."""
+        options = self._options()
         docs = self._unique_documents(query, documents, top_k, instruction, score_threshold)
         if not docs:
             return {"documents": []}
         await self.warm_up_async()
         texts, metas = self._texts(docs)
         results = await arerank_texts(
-            self._reranker(), query, texts, metas, self._options,
+            self._reranker(), query, texts, metas, options,
             instruction=instruction, top_n=top_k, score_threshold=score_threshold,
         )  # fmt: skip
         return {"documents": self._scored(docs, results)}
