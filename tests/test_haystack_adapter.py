@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import uuid
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from haystack.utils import ComponentDevice, Secret
 
 from rerank_integrations._testing import FakeReranker
 from rerank_integrations.adapter_support import RAW_SCORE_KEY
+from rerank_integrations.backends.remote import RemoteReranker
 from rerank_integrations.errors import RerankInputError, RerankTypeError
 from rerank_integrations.haystack import RerankRanker
 from rerank_integrations.metadata import format_metadata
@@ -69,9 +71,9 @@ def ids(result: dict[str, list[Document]]) -> list[str]:
     return [d.id for d in result["documents"]]
 
 
-def make_pipeline(ranker: RerankRanker, *, docs: list[Document] = DOCS) -> Pipeline:
+def make_pipeline(ranker: RerankRanker, *, docs: Sequence[Document] = DOCS) -> Pipeline:
     store = InMemoryDocumentStore(index=f"hs-test-{uuid.uuid4()}")
-    store.write_documents(docs)
+    store.write_documents(list(docs))
     pipeline = Pipeline()
     pipeline.add_component("retriever", InMemoryBM25Retriever(store, top_k=10))
     pipeline.add_component("ranker", ranker)
@@ -423,25 +425,28 @@ def test_to_dict_never_contains_the_api_key(monkeypatch: pytest.MonkeyPatch) -> 
     secret = "sk-test-DO-NOT-LEAK-4242"
     monkeypatch.setenv("CONTEXTUAL_API_KEY", secret)
     monkeypatch.setenv("MY_RERANK_KEY", secret)
-    for ranker in (
-        RerankRanker(backend="remote", model="ctxl-rerank-v2-instruct-multilingual"),
-        RerankRanker(backend="remote", model="m", api_key=Secret.from_env_var("MY_RERANK_KEY")),
-    ):
+    with_env = RerankRanker(backend="remote", api_key=Secret.from_env_var("MY_RERANK_KEY"))
+    default = RerankRanker(backend="remote", model="ctxl-rerank-v2-instruct-multilingual")
+    given = RerankRanker(RemoteReranker())  # key read from CONTEXTUAL_API_KEY by the backend
+    for ranker in (with_env, default, given):
+        ranker.warm_up()  # resolves the key and builds the client: still nothing serialised
         data = ranker.to_dict()
         assert secret not in repr(data)
-        assert data["init_parameters"]["api_key"]["type"] == "env_var"
         pipeline = Pipeline()
         pipeline.add_component("ranker", ranker)
         assert secret not in pipeline.dumps()
         assert secret not in repr(ranker)
-    assert RerankRanker(backend="remote").to_dict()["init_parameters"]["api_key"] == {
+    assert with_env.to_dict()["init_parameters"]["api_key"] == {
         "type": "env_var",
-        "env_vars": ["CONTEXTUAL_API_KEY"],
-        "strict": False,
+        "env_vars": ["MY_RERANK_KEY"],
+        "strict": True,
     }
+    assert default.to_dict()["init_parameters"]["api_key"] is None  # the backend's own policy
     token_ranker = RerankRanker(backend="remote", api_key=Secret.from_token(secret))
     with pytest.raises(ValueError, match="token"):
         token_ranker.to_dict()  # Haystack refuses to serialise a token secret
+    with pytest.raises(RerankInputError, match="api_key"):
+        RerankRanker(backend="local", api_key=Secret.from_env_var("MY_RERANK_KEY"))
 
 
 def test_to_dict_from_dict_round_trip(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -513,3 +518,79 @@ def test_changed_backend_settings_rebuild_the_reranker() -> None:
     assert ids(ranker.run(QUERY, DOCS)) == EXPECTED_ORDER
     ranker.backend_kwargs = {"scores": {d.content: float(i) / 10 for i, d in enumerate(DOCS)}}
     assert ids(ranker.run(QUERY, DOCS)) == ["e", "d", "c", "b", "a"]
+
+
+# -- end to end with a real backend: RemoteReranker over real HTTP on 127.0.0.1 ------------------
+
+REMOTE_SCORES = {
+    DOCS[3].content: 0.9,
+    DOCS[0].content: 0.6,
+    DOCS[1].content: 0.3,
+    DOCS[4].content: 0.2,
+    DOCS[2].content: 0.1,
+}
+
+
+@pytest.fixture
+def server() -> Iterator[Any]:
+    from remote_server import RerankTestServer
+
+    with RerankTestServer() as srv:
+        srv.scores = dict(REMOTE_SCORES)
+        yield srv
+
+
+def remote_ranker(server: Any, **kwargs: Any) -> RerankRanker:
+    return RerankRanker(
+        backend="remote",
+        model="ctxl-rerank-v2-instruct-multilingual",
+        api_format="contextual",
+        base_url=server.base_url("contextual"),
+        api_key=Secret.from_env_var("HS_TEST_RERANK_KEY"),
+        instruction="prefer the most recent source",
+        meta_fields_to_embed=["date", "source"],
+        **kwargs,
+    )
+
+
+async def test_remote_backend_end_to_end(server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HS_TEST_RERANK_KEY", "sk-loopback-777")
+    monkeypatch.setenv("HAYSTACK_DESERIALIZATION_ALLOWLIST", "rerank_integrations")
+    pipeline = make_pipeline(remote_ranker(server, top_k=3))
+    out = pipeline.run(pipeline_inputs())["ranker"]["documents"]
+    assert [d.id for d in out] == ["d", "a", "b"]
+    assert [d.score for d in out] == [0.9, 0.6, 0.3]
+    assert [d.meta[RAW_SCORE_KEY] for d in out] == [0.9, 0.6, 0.3]
+
+    request = server.requests[0]
+    assert request.headers["Authorization"] == "Bearer sk-loopback-777"
+    body = request.body
+    assert body["query"] == QUERY
+    assert body["model"] == "ctxl-rerank-v2-instruct-multilingual"
+    assert body["instruction"] == "prefer the most recent source"
+    sent = dict(zip(body["documents"], body["metadata"], strict=True))
+    assert sent[DOCS[0].content] == "date: 2019-03-01\nsource: Old Gazette"
+    assert sent[DOCS[1].content] == "date: 2024-06-01\nsource: Science Daily"
+    assert sent[DOCS[4].content] == ""
+    assert "embedding" not in repr(body) and "_private" not in repr(body)
+
+    text = pipeline.dumps()
+    assert "sk-loopback-777" not in text
+    loaded = Pipeline.loads(text)
+    assert (await loaded.run_async(pipeline_inputs()))["ranker"]["documents"] == out
+    assert server.requests[-1].headers["Authorization"] == "Bearer sk-loopback-777"
+    pipeline.close()
+    await loaded.close_async()
+
+
+def test_remote_backend_errors_surface(server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from remote_server import Fault
+
+    from rerank_integrations.errors import RemoteStatusError
+
+    monkeypatch.setenv("HS_TEST_RERANK_KEY", "sk-loopback-777")
+    server.script.extend([Fault.error(401)])
+    ranker = remote_ranker(server, backend_kwargs={"max_retries": 0})
+    with pytest.raises(RemoteStatusError) as info:
+        ranker.run(QUERY, DOCS)
+    assert "sk-loopback-777" not in str(info.value)

@@ -55,12 +55,9 @@ from rerank_integrations.validation import (  # noqa: E402
     validate_top_n,
 )
 
-__all__ = ["DEFAULT_API_KEY", "RAW_SCORE_KEY", "RerankRanker"]
+__all__ = ["RAW_SCORE_KEY", "RerankRanker"]
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_API_KEY = Secret.from_env_var("CONTEXTUAL_API_KEY", strict=False)
-"""The default ``api_key``: read from ``CONTEXTUAL_API_KEY`` when the remote backend is built."""
 
 
 def _check_backend_allowed(backend: object) -> None:
@@ -98,7 +95,7 @@ class RerankRanker:
         model: str | None = None,
         base_url: str | None = None,
         api_format: str | None = None,
-        api_key: Secret | None = DEFAULT_API_KEY,
+        api_key: Secret | None = None,
         device: ComponentDevice | None = None,
         backend_kwargs: Mapping[str, Any] | None = None,
         top_k: int | None = 10,
@@ -114,15 +111,16 @@ class RerankRanker:
 
         :param reranker: a :class:`Reranker`, or a ``to_config()`` dict of one (built in
             ``warm_up``).
-            Mutually exclusive with ``backend``/``model``/``base_url``/``api_format``/``device``/
-            ``backend_kwargs`` and a non-default ``api_key``.
+            Mutually exclusive with the backend settings below.
         :param backend: ``"local"``, ``"remote"`` or a ``"package.module:Class"`` path.
         :param model: model id / path (local) or API model name (remote).
         :param base_url: remote API base URL (remote backend only).
         :param api_format: remote API dialect, e.g. ``"contextual"``, ``"jina"``, ``"cohere"``
             (remote backend only).
-        :param api_key: a Haystack ``Secret``; resolved in ``warm_up`` and passed to the remote
-            backend only. Serialised as the env var name, never as the value.
+        :param api_key: a Haystack ``Secret`` (e.g. ``Secret.from_env_var("CONTEXTUAL_API_KEY")``),
+            resolved in ``warm_up`` and passed to the remote backend; serialised as the env var
+            name, never the value. ``None`` (default) leaves the key to the remote backend's own
+            policy: the format's env var for its public host, no key for a custom ``base_url``.
         :param device: ``ComponentDevice`` for the local backend (passed as a torch device string).
         :param backend_kwargs: further JSON-serialisable constructor arguments for the backend.
         :param top_k: keep at most this many documents (``None``: all). ``0`` is rejected.
@@ -154,6 +152,8 @@ class RerankRanker:
             raise RerankTypeError("device", "must be a haystack.utils.ComponentDevice or None")
         if device is not None and backend not in (None, "local"):
             raise RerankInputError("device", "is only used by the local backend")
+        if api_key is not None and backend not in (None, "remote"):
+            raise RerankInputError("api_key", "is only used by the remote backend")
         if backend_kwargs is not None and not isinstance(backend_kwargs, Mapping):
             raise RerankTypeError("backend_kwargs", "must be a mapping or None")
 
@@ -178,7 +178,6 @@ class RerankRanker:
         self._config: dict[str, Any] | None = None  # a to_config() dict: built in warm_up
         self._built: Reranker | None = None  # built from config/settings: ours to close
         self._built_from: tuple[Any, ...] | None = None  # the settings it was built from
-        key_set = api_key is not None and api_key != DEFAULT_API_KEY
         plain = {
             "backend": backend,
             "model": model,
@@ -186,7 +185,7 @@ class RerankRanker:
             "api_format": api_format,
             "device": device,
             "backend_kwargs": backend_kwargs,
-            "api_key": api_key if key_set else None,
+            "api_key": api_key,
         }
         if reranker is not None:
             given = sorted(k for k, v in plain.items() if v is not None)
