@@ -1,0 +1,433 @@
+"""The execution engine of the local backend: batching, model runs, OOM back-off, one worker.
+
+Design (what makes it fast, see docs/local.md "Performance design"):
+
+- **Token-budget batches.** :func:`plan_batches` sorts the inputs by length and cuts batches so
+  that ``batch size x longest input <= token_budget`` (and ``<= max_batch_size`` inputs):
+  neighbours have similar lengths, so padding waste is small. Results are scattered back to
+  input order.
+- **Last-token projection.** Causal formats run the decoder BODY (no ``lm_head``), gather the
+  hidden state of each input's last real token and multiply it with only the 1-2 ``lm_head``
+  rows the recipe reads: ``[B, H] x [H, k]`` instead of ``[B, L, vocab]`` logits.
+- **Right padding + gather.** Inputs are right-padded and positions are ``0..n-1`` for every
+  row, so a document's score does not depend on what else is in the batch (the references'
+  left padding is equivalent; RoPE only sees relative positions).
+- **Shared-prefix KV reuse.** When the query precedes the document (mxbai-v2, qwen3), every
+  input of a call starts with the same query/template tokens (``EncodedInput.prefix_len``).
+  The prefix runs ONCE, its KV cache is repeated across the batch and only the suffixes
+  (document + tail) are computed. A small LRU keeps recent prefixes (repeated queries,
+  ctxl's fixed header).
+- **OOM back-off.** A batch that runs out of accelerator memory is split in halves and retried,
+  down to one input, then :class:`~rerank_integrations.errors.OutOfMemoryError` is raised.
+- **One worker thread.** All callers (threads, ``arerank`` coroutines) tokenize in their own
+  thread and submit token ids to a queue; a single background thread drains EVERYTHING pending
+  into one batch plan, so concurrent callers share batches and the model is never used by two
+  threads at once. ``arerank`` awaits an ``asyncio`` wrapper of the job's future and never
+  blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import queue
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from rerank_integrations.backends.local_formats import EncodedInput
+from rerank_integrations.errors import OutOfMemoryError, RerankError
+
+logger = logging.getLogger("rerank_integrations.backends.local")
+
+__all__ = [
+    "BatchRunner",
+    "CausalRunner",
+    "ClassifierRunner",
+    "EngineSettings",
+    "LocalEngine",
+    "plan_batches",
+    "run_with_oom_backoff",
+]
+
+Rows = tuple[float, ...]
+T = TypeVar("T")
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure planning / retry logic
+# ---------------------------------------------------------------------------------------------
+
+
+def plan_batches(
+    lengths: Sequence[int], *, token_budget: int, max_batch_size: int
+) -> list[list[int]]:
+    """Group input positions into batches, longest first.
+
+    Inputs are sorted by length (descending; ties by position) and added to the current batch
+    while ``(len(batch) + 1) * longest <= token_budget`` and ``len(batch) < max_batch_size``.
+    An input longer than the budget gets a batch of its own. Every position appears exactly
+    once."""
+    if token_budget < 1 or max_batch_size < 1:
+        raise ValueError("token_budget and max_batch_size must be >= 1")
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    batches: list[list[int]] = []
+    current: list[int] = []
+    longest = 0
+    for i in order:
+        n = max(1, lengths[i])
+        width = max(longest, n)
+        full = len(current) >= max_batch_size or (len(current) + 1) * width > token_budget
+        if current and full:
+            batches.append(current)
+            current, width = [], n
+        current.append(i)
+        longest = width
+    if current:
+        batches.append(current)
+    return batches
+
+
+def run_with_oom_backoff(
+    items: Sequence[T],
+    run: Callable[[Sequence[T]], list[Rows]],
+    *,
+    is_oom: Callable[[BaseException], bool],
+    on_oom: Callable[[], None] = lambda: None,
+) -> list[Rows]:
+    """``run(items)``; on an out-of-memory error split ``items`` in halves and retry each half,
+    recursively, down to single items. A single item that still runs out of memory raises
+    :class:`OutOfMemoryError`. Other errors propagate unchanged."""
+    try:
+        return run(items)
+    except Exception as exc:
+        if not is_oom(exc):
+            raise
+        on_oom()
+        if len(items) <= 1:
+            raise OutOfMemoryError(
+                "the model ran out of accelerator memory on a single input; lower max_length, "
+                "use a smaller dtype or another device"
+            ) from exc
+        mid = len(items) // 2
+        logger.warning("out of memory on a batch of %d inputs; retrying in halves", len(items))
+        first = run_with_oom_backoff(items[:mid], run, is_oom=is_oom, on_oom=on_oom)
+        return first + run_with_oom_backoff(items[mid:], run, is_oom=is_oom, on_oom=on_oom)
+
+
+# ---------------------------------------------------------------------------------------------
+# Model runners (the only code that touches torch tensors)
+# ---------------------------------------------------------------------------------------------
+
+
+class BatchRunner(Protocol):
+    """Runs a batch of inputs and returns one tuple of score rows per input."""
+
+    supports_prefix: bool
+
+    def run(self, items: Sequence[EncodedInput], prefix: Any | None = None) -> list[Rows]: ...
+
+    def prepare_prefix(self, prefix_ids: Sequence[int]) -> Any: ...
+
+    def is_oom(self, exc: BaseException) -> bool: ...
+
+    def clear_cache(self) -> None: ...
+
+    def release(self) -> None: ...
+
+
+class _TorchRunner:
+    def __init__(self, torch: Any, module: Any, *, pad_token_id: int, device: Any) -> None:
+        self.torch = torch
+        self.module: Any = module
+        self.pad_token_id = pad_token_id
+        self.device = device
+        self._pin = device.type == "cuda"
+
+    def _to_device(self, t: Any) -> Any:
+        if self._pin:
+            return t.pin_memory().to(self.device, non_blocking=True)
+        return t.to(self.device)
+
+    def _pad(self, seqs: Sequence[Sequence[int]], value: int) -> tuple[Any, Any, Any]:
+        """Right-padded ``[B, L]`` ids, attention mask and the lengths."""
+        width = max(len(s) for s in seqs)
+        ids = [[*s, *([value] * (width - len(s)))] for s in seqs]
+        mask = [[1] * len(s) + [0] * (width - len(s)) for s in seqs]
+        lengths = [len(s) for s in seqs]
+        t = self.torch
+        return t.tensor(ids, dtype=t.long), t.tensor(mask, dtype=t.long), t.tensor(lengths)
+
+    def is_oom(self, exc: BaseException) -> bool:
+        oom_type = getattr(self.torch, "OutOfMemoryError", None) or getattr(
+            self.torch.cuda, "OutOfMemoryError", ()
+        )
+        if oom_type and isinstance(exc, oom_type):
+            return True
+        return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+    def clear_cache(self) -> None:
+        if self.device.type == "cuda":
+            self.torch.cuda.empty_cache()
+
+    def release(self) -> None:
+        self.module = None
+        self.clear_cache()
+
+
+@dataclass
+class _Prefix:
+    cache: Any
+    length: int
+
+
+class CausalRunner(_TorchRunner):
+    """Decoder body + the recipe's ``lm_head`` rows; reads the last real token of each input."""
+
+    supports_prefix = True
+
+    def __init__(
+        self,
+        torch: Any,
+        module: Any,
+        *,
+        score_weight: Any,
+        score_bias: Any | None,
+        pad_token_id: int,
+        device: Any,
+    ) -> None:
+        super().__init__(torch, module, pad_token_id=pad_token_id, device=device)
+        self.score_weight = score_weight
+        self.score_bias = score_bias
+
+    def prepare_prefix(self, prefix_ids: Sequence[int]) -> _Prefix:
+        t = self.torch
+        with t.inference_mode():
+            ids = self._to_device(t.tensor([list(prefix_ids)], dtype=t.long))
+            out = self.module(input_ids=ids, use_cache=True)
+        return _Prefix(out.past_key_values, len(prefix_ids))
+
+    def run(self, items: Sequence[EncodedInput], prefix: _Prefix | None = None) -> list[Rows]:
+        t = self.torch
+        skip = prefix.length if prefix is not None else 0
+        ids, mask, lengths = self._pad([x.input_ids[skip:] for x in items], self.pad_token_id)
+        batch, width = ids.shape
+        positions = t.arange(skip, skip + width).unsqueeze(0).expand(batch, width)
+        kwargs: dict[str, Any] = {}
+        if prefix is not None:
+            cache = copy.deepcopy(prefix.cache)
+            cache.batch_repeat_interleave(batch)
+            mask = t.cat([t.ones(batch, skip, dtype=t.long), mask], dim=1)
+            kwargs = {"past_key_values": cache, "use_cache": True}
+        else:
+            kwargs = {"use_cache": False}
+        with t.inference_mode():
+            out = self.module(
+                input_ids=self._to_device(ids),
+                attention_mask=self._to_device(mask),
+                position_ids=self._to_device(positions.contiguous()),
+                **kwargs,
+            )
+            hidden = out.last_hidden_state
+            last = hidden[t.arange(batch, device=hidden.device), self._to_device(lengths - 1)]
+            rows = t.nn.functional.linear(
+                last.to(self.score_weight.dtype), self.score_weight, self.score_bias
+            )
+            values = rows.float().cpu().tolist()
+        return [tuple(r) for r in values]
+
+
+class ClassifierRunner(_TorchRunner):
+    """A one-label sequence classifier (cross-encoders); right padding."""
+
+    supports_prefix = False
+
+    def prepare_prefix(self, prefix_ids: Sequence[int]) -> Any:
+        raise NotImplementedError("bidirectional encoders cannot reuse a prefix")
+
+    def run(self, items: Sequence[EncodedInput], prefix: Any | None = None) -> list[Rows]:
+        t = self.torch
+        ids, mask, _ = self._pad([x.input_ids for x in items], self.pad_token_id)
+        kwargs: dict[str, Any] = {
+            "input_ids": self._to_device(ids),
+            "attention_mask": self._to_device(mask),
+        }
+        if items[0].token_type_ids is not None:
+            types, _, _ = self._pad([x.token_type_ids or () for x in items], 0)
+            kwargs["token_type_ids"] = self._to_device(types)
+        with t.inference_mode():
+            logits = self.module(**kwargs).logits
+            values = logits[:, 0].float().cpu().tolist()
+        return [(v,) for v in values]
+
+
+# ---------------------------------------------------------------------------------------------
+# The engine and its worker
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """``token_budget``: max padded tokens per batch; ``max_batch_size``: max inputs per batch;
+    ``prefix_caching``: reuse a shared prefix's KV cache (causal formats);
+    ``min_prefix_tokens``: shortest prefix worth caching; ``prefix_cache_size``: LRU entries."""
+
+    token_budget: int
+    max_batch_size: int
+    prefix_caching: bool = True
+    min_prefix_tokens: int = 8
+    prefix_cache_size: int = 8
+
+
+@dataclass
+class _Job:
+    inputs: Sequence[EncodedInput]
+    future: Future[list[Rows]] = field(default_factory=Future)
+
+
+_STOP = object()
+
+
+class LocalEngine:
+    """Scores :class:`EncodedInput` lists on one model from any number of threads."""
+
+    def __init__(self, runner: BatchRunner, settings: EngineSettings) -> None:
+        self._runner: BatchRunner | None = runner
+        self.settings = settings
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._prefixes: OrderedDict[tuple[int, ...], Any] = OrderedDict()
+        #: number of worker cycles and batches run (read by tests and benchmarks).
+        self.stats = {"cycles": 0, "batches": 0, "jobs": 0}
+
+    # -- public API ---------------------------------------------------------------------------
+
+    def submit(self, inputs: Sequence[EncodedInput]) -> Future[list[Rows]]:
+        """Queue ``inputs``; the future resolves to one rows tuple per input, in order."""
+        job = _Job(inputs)
+        with self._lock:
+            if self._closed:
+                raise RerankError("this LocalReranker is closed")
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._worker, name="rerank-local-engine", daemon=True
+                )
+                self._thread.start()
+            self._queue.put(job)
+        return job.future
+
+    def score(self, inputs: Sequence[EncodedInput]) -> list[Rows]:
+        """Blocking :meth:`submit`."""
+        return self.submit(inputs).result()
+
+    def close(self) -> None:
+        """Stop the worker (after the jobs already queued) and free the model. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            thread = self._thread
+            self._queue.put(_STOP)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+        self._prefixes.clear()
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            runner.release()
+
+    # -- worker ---------------------------------------------------------------------------------
+
+    def _worker(self) -> None:
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            if first is _STOP:
+                break
+            jobs = [first]
+            while True:  # drain everything pending into ONE plan
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    stop = True
+                    break
+                jobs.append(nxt)
+            live = [j for j in jobs if j.future.set_running_or_notify_cancel()]
+            if live:
+                self._run_jobs(live)
+
+    def _run_jobs(self, jobs: Sequence[_Job]) -> None:
+        flat: list[EncodedInput] = [x for job in jobs for x in job.inputs]
+        try:
+            rows = self.score_inputs(flat)
+        except BaseException as exc:  # handed to every waiting caller, none is lost
+            for job in jobs:
+                job.future.set_exception(exc)
+            return
+        self.stats["cycles"] += 1
+        self.stats["jobs"] += len(jobs)
+        start = 0
+        for job in jobs:
+            job.future.set_result(rows[start : start + len(job.inputs)])
+            start += len(job.inputs)
+
+    # -- planning + running (called on the worker thread) --------------------------------------
+
+    def score_inputs(self, flat: Sequence[EncodedInput]) -> list[Rows]:
+        """Rows for every input, in order (runs on the calling thread; not locked)."""
+        runner = self._runner
+        if runner is None:
+            raise RerankError("this LocalReranker is closed")
+        s = self.settings
+        results: list[Rows | None] = [None] * len(flat)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        plain: list[int] = []
+        for i, x in enumerate(flat):
+            if s.prefix_caching and runner.supports_prefix and x.prefix_len >= s.min_prefix_tokens:
+                groups.setdefault(x.input_ids[: x.prefix_len], []).append(i)
+            else:
+                plain.append(i)
+
+        def run_plan(idxs: list[int], skip: int, prefix: Any | None) -> None:
+            lengths = [len(flat[i].input_ids) - skip for i in idxs]
+            for batch in plan_batches(
+                lengths, token_budget=s.token_budget, max_batch_size=s.max_batch_size
+            ):
+                members = [idxs[b] for b in batch]
+                rows = run_with_oom_backoff(
+                    members,
+                    lambda m: runner.run([flat[i] for i in m], prefix),
+                    is_oom=runner.is_oom,
+                    on_oom=runner.clear_cache,
+                )
+                self.stats["batches"] += 1
+                for i, r in zip(members, rows, strict=True):
+                    results[i] = r
+
+        if plain:
+            run_plan(plain, 0, None)
+        for key, idxs in groups.items():
+            run_plan(idxs, len(key), self._prefix_state(runner, key))
+        return [r if r is not None else () for r in results]
+
+    def _prefix_state(self, runner: BatchRunner, key: tuple[int, ...]) -> Any:
+        state = self._prefixes.get(key)
+        if state is not None:
+            self._prefixes.move_to_end(key)
+            return state
+        state = run_with_oom_backoff(
+            [key],
+            lambda _k: [runner.prepare_prefix(key)],
+            is_oom=runner.is_oom,
+            on_oom=runner.clear_cache,
+        )[0]
+        self._prefixes[key] = state
+        while len(self._prefixes) > self.settings.prefix_cache_size:
+            self._prefixes.popitem(last=False)
+        return state
