@@ -15,6 +15,7 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["HAYSTACK_TELEMETRY_ENABLED"] = "False"  # haystack posts usage stats otherwise
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
