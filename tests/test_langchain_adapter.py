@@ -288,3 +288,59 @@ def test_settings_build_lazily_and_rebuild_on_change() -> None:
     assert c.get_reranker().model_name == "m2"
     copied = c.model_copy(update={"model": "m3"})
     assert copied.get_reranker().model_name == "m3" and c.get_reranker().model_name == "m2"
+
+
+# --- end to end with real backends -----------------------------------------------------------
+
+
+def test_end_to_end_tiny_local_model(tiny_ctxl_dir: Any) -> None:
+    from rerank_integrations import LocalReranker
+
+    compressor = RerankCompressor(
+        backend="local", model=str(tiny_ctxl_dir), device="cpu", top_n=3, instruction="recent"
+    )
+    retriever = retriever_with(compressor)
+    out = retriever.invoke("solar growth")
+    assert len(out) == 3
+    scores = [d.metadata[RELEVANCE_SCORE_KEY] for d in out]
+    assert scores == sorted(scores, reverse=True) and all(0.0 <= s <= 1.0 for s in scores)
+    # the adapter's scores are exactly what the backend gives for the same texts + metadata
+    docs = corpus()
+    direct = LocalReranker(str(tiny_ctxl_dir), device="cpu").rerank(
+        "solar growth",
+        [d.page_content for d in docs],
+        instruction="recent",
+        metadata=[
+            "source: IEA\ndate: 2021-06-01",
+            "source: Reuters\ndate: 2024-03-01",
+            "source: wiki",
+            "source: BNEF\ndate: 2023-01-15",
+        ],
+        top_n=3,
+    )
+    assert [d.id for d in out] == [docs[r.index].id for r in direct]
+    assert [d.metadata[RAW_SCORE_KEY] for d in out] == [r.raw_score for r in direct]
+    compressor.close()
+
+
+async def test_end_to_end_loopback_server_async() -> None:
+    from remote_server import RerankTestServer
+
+    with RerankTestServer() as server:
+        compressor = RerankCompressor(
+            backend="remote",
+            model="m",
+            api_format="contextual",
+            base_url=server.base_url("contextual"),
+            api_key=SECRET,
+            instruction="prefer recent",
+        )
+        out = await compressor.acompress_documents(corpus(), "solar")
+        assert [d.metadata[RELEVANCE_SCORE_KEY] for d in out] == sorted(
+            (server.score("solar", d.page_content) for d in corpus()), reverse=True
+        )
+        (body,) = server.bodies()
+        assert body["instruction"] == "prefer recent"
+        assert body["metadata"][0] == "source: IEA\ndate: 2021-06-01"
+        assert SECRET not in compressor.model_dump_json()
+        compressor.close()

@@ -421,3 +421,54 @@ def test_settings_build_lazily_and_follow_changes() -> None:
     assert pp.get_reranker().model_name == "m2"
     lazy = RerankPostprocessor(backend="no_such_module:Nope")
     assert lazy.postprocess_nodes([], query_str="q") == []  # nothing built for empty input
+
+
+# --- end to end with real backends -----------------------------------------------------------
+
+
+async def test_end_to_end_tiny_local_model(tiny_ctxl_dir: Any) -> None:
+    from rerank_integrations import LocalReranker
+
+    pp = RerankPostprocessor(backend="local", model=str(tiny_ctxl_dir), device="cpu", top_n=3)
+    engine = index().as_query_engine(llm=MockLLM(), similarity_top_k=4, node_postprocessors=[pp])
+    with pp.instruction_override("recent"):
+        response = engine.query("solar growth")
+        aresponse = await engine.aquery("solar growth")
+    nodes = make_nodes()
+    direct = LocalReranker(str(tiny_ctxl_dir), device="cpu").rerank(
+        "solar growth",
+        [n.text for n in nodes],
+        instruction="recent",
+        metadata=[
+            "source: IEA\ndate: 2021-06-01",
+            "source: Reuters\ndate: 2024-03-01",
+            "source: wiki",
+            "source: BNEF\ndate: 2023-01-15",
+        ],
+        top_n=3,
+    )
+    expected = [nodes[r.index].node_id for r in direct]
+    assert ids(response.source_nodes) == ids(aresponse.source_nodes) == expected
+    assert [n.score for n in response.source_nodes] == [r.relevance_score for r in direct]
+    assert [n.node.metadata[RAW_SCORE_KEY] for n in response.source_nodes] == [
+        r.raw_score for r in direct
+    ]
+    pp.close()
+
+
+def test_end_to_end_loopback_server() -> None:
+    from remote_server import RerankTestServer
+
+    with RerankTestServer() as server:
+        pp = RerankPostprocessor(
+            backend="remote", model="m", base_url=server.base_url("contextual"), api_key=SECRET
+        )
+        out = pp.postprocess_nodes(scored(), query_str="solar")
+        assert [n.score for n in out] == sorted(
+            (server.score("solar", n.text) for n in make_nodes()), reverse=True
+        )
+        (body,) = server.bodies()
+        assert body["documents"][0] == "Solar capacity grew 10% in 2021."  # text without metadata
+        assert body["metadata"][0] == "source: IEA\ndate: 2021-06-01"  # file_path excluded
+        assert SECRET not in pp.to_json()
+        pp.close()
