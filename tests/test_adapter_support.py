@@ -329,3 +329,34 @@ def test_options_from_object() -> None:
     Holder.top_n = 0
     with pytest.raises(RerankInputError):
         RerankOptions.from_object(Holder())
+
+
+@pytest.mark.parametrize(
+    ("module", "blocked", "extra"),
+    [
+        ("rerank_integrations.langchain", "langchain_core", "langchain"),
+        ("rerank_integrations.llama_index", "llama_index", "llamaindex"),
+    ],
+)
+def test_adapter_without_its_framework_names_the_extra(
+    module: str, blocked: str, extra: str
+) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        f"sys.modules[{blocked!r}] = None\n"
+        "import rerank_integrations.adapter_support\n"
+        "from rerank_integrations.errors import MissingExtraError\n"
+        "try:\n"
+        f"    import {module}\n"
+        "except MissingExtraError as e:\n"
+        "    print('MISSING', e.install_command)\n"
+        "heavy = [m for m in ('torch', 'httpx', 'langchain_core', 'llama_index', 'haystack')\n"
+        "         if sys.modules.get(m) is not None]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert f'MISSING pip install "rerank-integrations[{extra}]"' in out.stdout
+    assert "HEAVY []" in out.stdout  # adapter_support itself imports no framework, torch or httpx
