@@ -97,9 +97,10 @@ def test_split_by_tokens() -> None:
     plan = _plan([doc] * 10, Limits(max_tokens_per_request=3 * cost))
     assert [len(r.documents) for r in plan.requests] == [3, 3, 3, 1]
     for r in plan.requests:
-        assert sum(estimate_tokens(d) for d in r.documents) + len(r.documents) * (
-            cost - 100
-        ) <= 3 * cost
+        assert (
+            sum(estimate_tokens(d) for d in r.documents) + len(r.documents) * (cost - 100)
+            <= 3 * cost
+        )
 
 
 def test_metadata_and_instruction_count_and_travel() -> None:
@@ -174,7 +175,9 @@ def test_plan_does_not_mutate_inputs() -> None:
 
 
 def test_split_in_half_and_merge() -> None:
-    request = WireRequest("q", ("a", "b", "c", "d", "e"), (5, 6, 7, 8, 9), None, ("", "", "", "m", ""), 4)
+    request = WireRequest(
+        "q", ("a", "b", "c", "d", "e"), (5, 6, 7, 8, 9), None, ("", "", "", "m", ""), 4
+    )
     first, second = split_in_half(request)
     assert first.indices == (5, 6) and second.indices == (7, 8, 9)
     assert first.metadata == ("", "") and second.metadata == ("", "m", "")

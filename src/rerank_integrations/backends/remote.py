@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import random as _random_module
+import ssl
 import threading
 import time
 import weakref
@@ -350,7 +351,7 @@ class RemoteReranker(Reranker):
         loop = asyncio.get_running_loop()
         with self._lock:
             state = self._async_state.pop(loop, None)
-        if state is not None:
+        if state is not None and state[0] is not self._user_async_client:
             await state[0].aclose()
         self.close()
 
@@ -508,6 +509,19 @@ class RemoteReranker(Reranker):
         n = self._max_concurrency
         return self._httpx.Limits(max_connections=n, max_keepalive_connections=n)
 
+    def _verify(self) -> ssl.SSLContext | bool:
+        """TLS verification for our own clients.
+
+        https: httpx's default (verify against its CA bundle). Plain http never negotiates
+        TLS, so loading the CA bundle (~0.1 s per client) is skipped: the context given
+        instead verifies certificates and host names but trusts no CA, so any TLS it might
+        meet (e.g. an https proxy from the environment) fails closed, never open.
+        """
+        if self._url.startswith("https://"):
+            return True
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED + check_hostname
+        return context
+
     # ------------------------------------------------------------------ sync I/O
 
     def _sync_client(self) -> httpx.Client:
@@ -516,7 +530,9 @@ class RemoteReranker(Reranker):
         with self._lock:
             if self._client is None:
                 self._client = self._httpx.Client(
-                    timeout=self._timeout_config(), limits=self._limits_config()
+                    timeout=self._timeout_config(),
+                    limits=self._limits_config(),
+                    verify=self._verify(),
                 )
             return self._client
 
@@ -616,6 +632,7 @@ class RemoteReranker(Reranker):
                 self._httpx.AsyncClient,
                 timeout=self._timeout_config(),
                 limits=self._limits_config(),
+                verify=self._verify(),
             )
         client = self._user_async_client if created is None else created
         assert client is not None
