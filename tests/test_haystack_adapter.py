@@ -594,3 +594,43 @@ def test_remote_backend_errors_surface(server: Any, monkeypatch: pytest.MonkeyPa
     with pytest.raises(RemoteStatusError) as info:
         ranker.run(QUERY, DOCS)
     assert "sk-loopback-777" not in str(info.value)
+    # Inside a pipeline, Haystack wraps run-time errors; the RerankError is the cause.
+    from haystack.core.errors import PipelineRuntimeError
+
+    server.script.extend([Fault.error(401)])
+    pipeline = Pipeline()
+    pipeline.add_component("ranker", remote_ranker(server, backend_kwargs={"max_retries": 0}))
+    with pytest.raises(PipelineRuntimeError) as wrapped:
+        pipeline.run({"ranker": {"query": QUERY, "documents": DOCS}})
+    assert isinstance(wrapped.value.__cause__, RemoteStatusError)
+
+
+# -- end to end with a real backend: LocalReranker on a tiny random-weight model ------------------
+
+
+async def test_local_backend_end_to_end(tiny_ctxl_dir: Any) -> None:
+    from rerank_integrations.backends.local import LocalReranker
+
+    ranker = RerankRanker(
+        backend="local",
+        model=str(tiny_ctxl_dir),
+        device=ComponentDevice.from_str("cpu"),
+        instruction="prefer the most recent source",
+        meta_fields_to_embed=["date", "source"],
+        top_k=None,
+    )
+    pipeline = make_pipeline(ranker)
+    out = pipeline.run(pipeline_inputs())["ranker"]["documents"]
+    assert (await pipeline.run_async(pipeline_inputs()))["ranker"]["documents"] == out
+    # The same scores as the backend called directly with the documented mapping.
+    with LocalReranker(str(tiny_ctxl_dir), device="cpu") as direct:
+        expected = direct.rerank(
+            QUERY,
+            [d.content or "" for d in DOCS],
+            instruction="prefer the most recent source",
+            metadata=[format_metadata(d.meta, keys=["date", "source"]) for d in DOCS],
+        )
+    assert [d.id for d in out] == [DOCS[r.index].id for r in expected]
+    assert [d.score for d in out] == pytest.approx([r.relevance_score for r in expected])
+    assert [d.meta[RAW_SCORE_KEY] for d in out] == pytest.approx([r.raw_score for r in expected])
+    pipeline.close()
