@@ -126,3 +126,23 @@ def test_example_remote_without_key_explains(
     code, _, err = _main(capsys, "--remote")  # the Contextual API needs a key: none is set
     assert code == 1
     assert "CONTEXTUAL_API_KEY" in err
+
+
+def test_example_self_hosted_format_folds_instruction_and_metadata(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from remote_server import RerankTestServer
+
+    with RerankTestServer() as server:
+        code, out, err = _main(
+            capsys, "--remote", "--api-format", "vllm", "--base-url", server.base_url("vllm"),
+            "--model", "BAAI/bge-reranker-v2-m3", "--top-k", "2",
+        )  # fmt: skip
+        bodies = server.bodies()
+    assert code == 0, err
+    assert [len(t) for t in _tables(out)] == [2, 2]
+    assert bodies[0]["query"] == _example().QUERY
+    assert bodies[1]["query"] == f"{_example().QUERY} prefer the most recent source"
+    date, source, text = _corpus()[0]
+    assert f"date: {date}\nsource: {source}\n{text}" in bodies[1]["documents"]
+    assert "instruction" not in bodies[1] and "metadata" not in bodies[1]
