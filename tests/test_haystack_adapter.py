@@ -634,3 +634,12 @@ async def test_local_backend_end_to_end(tiny_ctxl_dir: Any) -> None:
     assert [d.score for d in out] == pytest.approx([r.relevance_score for r in expected])
     assert [d.meta[RAW_SCORE_KEY] for d in out] == pytest.approx([r.raw_score for r in expected])
     pipeline.close()
+
+
+def test_unserialisable_callables_fail_loudly_at_to_dict() -> None:
+    from haystack.core.errors import SerializationError
+
+    ranker = RerankRanker(fake(), instruction_fn=lambda q: None)
+    assert ids(ranker.run(QUERY, DOCS)) == EXPECTED_ORDER[:5]  # usable, just not serialisable
+    with pytest.raises(SerializationError, match="lambda"):
+        ranker.to_dict()
