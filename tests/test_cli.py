@@ -83,3 +83,14 @@ def test_cli_bad_query_fails_before_loading_a_model() -> None:
     out = _cli('{"text": "ok"}\n', "--model", "/nonexistent/model", "--query", "  ")
     assert out.returncode == 2
     assert "query" in out.stderr
+
+
+def test_non_finite_raw_score_is_written_as_null() -> None:
+    reranker = FakeReranker({"a": float("-inf")})
+    args = argparse.Namespace(query="q", instruction=None, top_n=None)
+    out = io.StringIO()
+    write_ranked(reranker, args, ["a"], None, out)
+    assert json.loads(out.getvalue()) == {
+        "index": 0, "relevance_score": 0.0, "raw_score": None, "text": "a"
+    }
+    assert "Infinity" not in out.getvalue()

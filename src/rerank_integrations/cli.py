@@ -3,7 +3,8 @@
 Input: one JSON object per line, ``{"text": "...", "metadata": {...}}`` (``metadata`` optional:
 a dict rendered with :func:`~rerank_integrations.metadata.format_metadata`, or a str sent as is).
 Output: one JSON object per line, best first: ``index``, ``relevance_score``, ``raw_score``,
-``text``. A malformed line stops the run with an error naming its line number (exit code 2).
+``text`` (``raw_score`` is ``null`` for a remote fail-open placeholder). A malformed line
+stops the run with an error naming its line number (exit code 2).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from collections.abc import Iterable, Sequence
 from typing import TextIO
@@ -104,7 +106,9 @@ def write_ranked(
         record = {
             "index": r.index,
             "relevance_score": r.relevance_score,
-            "raw_score": r.raw_score,
+            # a fail-open placeholder (remote on_error="passthrough") has raw_score -inf,
+            # which JSON cannot hold: it is written as null
+            "raw_score": r.raw_score if math.isfinite(r.raw_score) else None,
             "text": texts[r.index],
         }
         stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
