@@ -117,13 +117,14 @@ def _corpus() -> list[str]:
 def build_qwen_tokenizer(
     out_dir: str | Path,
     *,
-    vocab_size: int = 640,
+    vocab_size: int = 1024,
     eos_token: str = "<|im_end|>",
-    pad_token: str = "<|endoftext|>",
+    pad_token: str | None = "<|endoftext|>",
     model_max_length: int = 32768,
 ) -> Path:
     """Train a byte-level BPE with the Qwen split regex and save it (loadable by transformers 4
-    and 5). Returns ``out_dir``."""
+    and 5). ``pad_token=None`` saves a tokenizer without a pad token (a loader must then fall
+    back to EOS). Returns ``out_dir``."""
     from tokenizers import (
         Regex,
         Tokenizer,
@@ -192,10 +193,13 @@ def build_qwen_tokenizer(
         "chat_template": _CHAT_TEMPLATE,
     }
     _write_json(out / "tokenizer_config.json", config)
-    _write_json(
-        out / "special_tokens_map.json",
-        {"eos_token": eos_token, "pad_token": pad_token, "additional_special_tokens": extra},
-    )
+    special_map: dict[str, Any] = {"eos_token": eos_token, "additional_special_tokens": extra}
+    if pad_token is not None:
+        special_map["pad_token"] = pad_token
+    else:
+        del config["pad_token"]
+        _write_json(out / "tokenizer_config.json", config)
+    _write_json(out / "special_tokens_map.json", special_map)
     return out
 
 
@@ -266,7 +270,7 @@ def _make_causal_lm(
         "rope_theta": 10000.0,
         "bos_token_id": ids["<|endoftext|>"],
         "eos_token_id": ids[tok_cfg["eos_token"]],
-        "pad_token_id": ids[tok_cfg["pad_token"]],
+        "pad_token_id": ids[tok_cfg["pad_token"]] if tok_cfg.get("pad_token") else None,
         "use_sliding_window": False,
     }
     if arch == "qwen3":
@@ -352,11 +356,46 @@ def make_tiny_qwen3(
 XLMR_SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>")
 
 
+def _unigram_vocab(vocab_size: int) -> list[tuple[str, float]]:
+    """A deterministic Unigram vocabulary from the corpus: specials, every character seen (with
+    and without the ``▁`` word marker) and the most frequent ``▁word`` pieces (ties broken
+    alphabetically). ``UnigramTrainer`` is not deterministic across runs, which would give the
+    "same" tiny model a different tokenizer each time."""
+    import math
+    import unicodedata
+    from collections import Counter
+
+    words: Counter[str] = Counter()
+    chars: set[str] = set()
+    for line in _corpus():
+        text = unicodedata.normalize("NFKC", line)
+        for word in text.split():
+            words["▁" + word] += 1
+            chars.update(word)
+    pieces: list[tuple[str, float]] = [(t, 0.0) for t in XLMR_SPECIAL_TOKENS]
+    for c in sorted(chars):
+        pieces.append((c, -12.0))
+        pieces.append(("▁" + c, -11.0))
+    pieces.append(("▁", -10.0))
+    total = sum(words.values())
+    room = max(0, vocab_size - len(pieces))
+    ranked = sorted(words.items(), key=lambda kv: (-kv[1], kv[0]))
+    known = {p for p, _ in pieces}
+    for word, count in ranked:
+        if room <= 0:
+            break
+        if word not in known and len(word) > 2:
+            pieces.append((word, math.log(count / total)))
+            room -= 1
+    return pieces
+
+
 def build_xlmr_tokenizer(
     out_dir: str | Path, *, vocab_size: int = 400, model_max_length: int = 256
 ) -> Path:
     """Unigram + Metaspace tokenizer with XLM-R's special ids (<s>=0, <pad>=1, </s>=2, <unk>=3,
-    <mask> last) and XLM-R's pair format. Returns ``out_dir``."""
+    <mask> last) and XLM-R's pair format, built deterministically (no training). Returns
+    ``out_dir``."""
     from tokenizers import (
         AddedToken,
         Tokenizer,
@@ -365,22 +404,14 @@ def build_xlmr_tokenizer(
         normalizers,
         pre_tokenizers,
         processors,
-        trainers,
     )
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tok = Tokenizer(models.Unigram())
+    tok = Tokenizer(models.Unigram(_unigram_vocab(vocab_size), unk_id=3, byte_fallback=False))
     tok.normalizer = normalizers.NFKC()
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
-    trainer = trainers.UnigramTrainer(
-        vocab_size=vocab_size,
-        show_progress=False,
-        special_tokens=list(XLMR_SPECIAL_TOKENS),
-        unk_token="<unk>",
-    )
-    tok.train_from_iterator(_corpus(), trainer=trainer)
     tok.add_special_tokens([AddedToken("<mask>", lstrip=True, special=True)])
     for i, t in enumerate(XLMR_SPECIAL_TOKENS):
         if tok.token_to_id(t) != i:
