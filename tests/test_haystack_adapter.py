@@ -643,3 +643,20 @@ def test_unserialisable_callables_fail_loudly_at_to_dict() -> None:
     assert ids(ranker.run(QUERY, DOCS)) == EXPECTED_ORDER[:5]  # usable, just not serialisable
     with pytest.raises(SerializationError, match="lambda"):
         ranker.to_dict()
+
+
+def test_without_haystack_the_import_names_the_extra() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "sys.modules['haystack'] = None\n"
+        "from rerank_integrations.errors import MissingExtraError\n"
+        "try:\n"
+        "    import rerank_integrations.haystack\n"
+        "except MissingExtraError as e:\n"
+        "    print('MISSING', e.install_command)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert 'MISSING pip install "rerank-integrations[haystack]"' in out.stdout
