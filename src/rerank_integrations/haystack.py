@@ -293,7 +293,7 @@ class RerankRanker:
             await built.aclose()
 
     def _reranker(self) -> Reranker:
-        reranker = self._given or self._built
+        reranker = self._given if self._given is not None else self._built
         if reranker is None:  # pragma: no cover - warm_up always sets one or raises
             raise RuntimeError("RerankRanker.warm_up() did not build a reranker")
         return reranker
