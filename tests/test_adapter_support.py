@@ -15,6 +15,7 @@ from rerank_integrations.adapter_support import (
     LazyReranker,
     RerankOptions,
     arerank_texts,
+    metadata_enabled,
     build_reranker,
     dedupe_best,
     pair_results,
@@ -360,3 +361,31 @@ def test_adapter_without_its_framework_names_the_extra(
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert f'MISSING pip install "rerank-integrations[{extra}]"' in out.stdout
     assert "HEAVY []" in out.stdout  # adapter_support itself imports no framework, torch or httpx
+
+
+class _NoMetadataReranker(FakeReranker):
+    """A reranker without a metadata field (like a plain /v1/rerank server)."""
+
+    @property
+    def accepts_metadata(self) -> bool:
+        return False
+
+
+@pytest.mark.parametrize(
+    ("send", "accepts", "expected"),
+    [(None, True, True), (None, False, False), (True, False, True), (False, True, False)],
+)
+def test_metadata_enabled_rule(send: bool | None, accepts: bool, expected: bool) -> None:
+    reranker = FakeReranker() if accepts else _NoMetadataReranker()
+    assert metadata_enabled(RerankOptions(send_metadata=send), reranker) is expected
+
+
+async def test_default_sends_metadata_only_to_rerankers_that_accept_it() -> None:
+    metas = [{"source": "wiki"}, None, {"year": 2024}, {}, {}]
+    accepting, refusing = fake(), _NoMetadataReranker(SCORES)
+    rerank_texts(accepting, "q", TEXTS, metas, RerankOptions())
+    await arerank_texts(refusing, "q", TEXTS, metas, RerankOptions())
+    rerank_texts(refusing, "q", TEXTS, metas, RerankOptions(send_metadata=True))
+    assert accepting.calls[0].metadata == ("source: wiki", "", "year: 2024", "", "")
+    assert refusing.calls[0].metadata is None
+    assert refusing.calls[1].metadata == ("source: wiki", "", "year: 2024", "", "")

@@ -165,6 +165,22 @@ def test_fold_unsupported_folds_into_text(server: RerankTestServer, waits: Waits
     assert {r.index for r in results} == {0, 1}
 
 
+@pytest.mark.parametrize(
+    ("api_format", "fold", "accepts"),
+    [
+        ("contextual", False, True),
+        ("jina", False, False),
+        ("cohere", False, False),
+        ("tei", False, False),
+        ("jina", True, True),
+    ],
+)
+def test_accepts_metadata_reflects_format_and_fold(
+    server: RerankTestServer, waits: Waits, api_format: str, fold: bool, accepts: bool
+) -> None:
+    assert make(server, waits, api_format, fold_unsupported=fold).accepts_metadata is accepts
+
+
 # --------------------------------------------------------------------------- fault table
 
 DATE_5S = email.utils.formatdate(NOW + 5, usegmt=True)

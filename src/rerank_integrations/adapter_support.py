@@ -26,8 +26,14 @@ Decisions (the adapters' docs repeat them for users):
   "no instruction" and stops the search — so ``instruction=""`` per call switches a
   configured instruction off for that call, and an ``instruction_fn`` returning ``""``
   switches it off for that query (return ``None`` to fall through to the configured one).
-- **Metadata** (:func:`render_metadata`): with ``send_metadata=False`` no metadata is sent.
-  Otherwise each document's mapping is rendered by ``metadata_formatter`` when given,
+- **Metadata** (:func:`render_metadata`, :func:`metadata_enabled`): ``send_metadata=None``
+  (the default) sends metadata when the reranker accepts it
+  (:attr:`~rerank_integrations.base.Reranker.accepts_metadata`: every local format, the
+  Contextual API, other APIs only with ``fold_unsupported=True``) and silently leaves it out
+  otherwise — metadata is optional context, so an adapter in front of a plain
+  ``/v1/rerank`` server keeps working; ``True`` always sends it (a reranker without a
+  metadata field then raises ``UnsupportedFeatureError``); ``False`` never sends it.
+  When sent, each document's mapping is rendered by ``metadata_formatter`` when given,
   else by :func:`~rerank_integrations.metadata.format_metadata` (which drops ``_private``
   keys, ``None``, embedding vectors, nested dicts and other objects).
   ``metadata_keys`` selects and orders the fields *before* rendering — it also applies to a
@@ -78,6 +84,7 @@ __all__ = [
     "build_reranker",
     "dedupe_best",
     "finish_call",
+    "metadata_enabled",
     "pair_results",
     "prepare_call",
     "render_metadata",
@@ -136,7 +143,7 @@ class RerankOptions:
     instruction_fn: InstructionFn | None = None
     metadata_keys: Sequence[str] | None = None
     metadata_formatter: MetadataFormatter | None = None
-    send_metadata: bool = True
+    send_metadata: bool | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "top_n", validate_top_n(self.top_n))
@@ -147,9 +154,10 @@ class RerankOptions:
         _validate_callable(self.instruction_fn, "instruction_fn")
         object.__setattr__(self, "metadata_keys", _validate_metadata_keys(self.metadata_keys))
         _validate_callable(self.metadata_formatter, "metadata_formatter")
-        if not isinstance(self.send_metadata, bool):
+        if self.send_metadata is not None and not isinstance(self.send_metadata, bool):
             raise RerankTypeError(
-                "send_metadata", f"must be a bool, got {type(self.send_metadata).__name__}"
+                "send_metadata",
+                f"must be a bool or None, got {type(self.send_metadata).__name__}",
             )
 
 
@@ -205,11 +213,18 @@ def _select_keys(meta: Mapping[str, Any], keys: Sequence[str] | None) -> Mapping
     return {k: meta[k] for k in keys if k in meta}
 
 
+def metadata_enabled(options: RerankOptions, reranker: Reranker) -> bool:
+    """Whether metadata goes to ``reranker``: ``send_metadata``, or when ``None`` its capability."""
+    if options.send_metadata is None:
+        return reranker.accepts_metadata
+    return options.send_metadata
+
+
 def render_metadata(
     metas: Sequence[Mapping[str, Any] | None] | None, options: RerankOptions
 ) -> list[str] | None:
     """One metadata string per document, or ``None`` when nothing is to be sent."""
-    if metas is None or not options.send_metadata:
+    if metas is None or options.send_metadata is False:
         return None
     formatter = options.metadata_formatter
     rendered: list[str] = []
@@ -316,7 +331,7 @@ def rerank_texts(
         call.query,
         call.texts,
         instruction=call.instruction,
-        metadata=call.metadata,
+        metadata=call.metadata if metadata_enabled(options, reranker) else None,
         top_n=call.hint_top_n,
     )
     return finish_call(call, results)
@@ -346,7 +361,7 @@ async def arerank_texts(
         call.query,
         call.texts,
         instruction=call.instruction,
-        metadata=call.metadata,
+        metadata=call.metadata if metadata_enabled(options, reranker) else None,
         top_n=call.hint_top_n,
     )
     return finish_call(call, results)

@@ -34,6 +34,16 @@ class Reranker(abc.ABC):
     def model_name(self) -> str:
         """The model this reranker scores with (hub id, local path or API model name)."""
 
+    @property
+    def accepts_metadata(self) -> bool:
+        """Whether per-document ``metadata`` reaches the model (as a field or in the prompt).
+
+        Adapters send metadata by default only to rerankers that accept it; passing
+        ``metadata`` to one that does not raises
+        :class:`~rerank_integrations.errors.UnsupportedFeatureError`.
+        """
+        return True
+
     @abc.abstractmethod
     def _score(self, request: RerankRequest) -> Sequence[RerankResult]:
         """Score a validated, non-empty request."""

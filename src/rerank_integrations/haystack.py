@@ -105,7 +105,7 @@ class RerankRanker:
         meta_fields_to_embed: Sequence[str] | None = None,
         metadata_keys: Sequence[str] | None = None,
         metadata_formatter: MetadataFormatter | None = None,
-        send_metadata: bool = True,
+        send_metadata: bool | None = None,
     ) -> None:
         """Configure the ranker (no model loading or network work happens here).
 
@@ -133,7 +133,9 @@ class RerankRanker:
             alias).
         :param metadata_keys: alias of ``meta_fields_to_embed``.
         :param metadata_formatter: ``meta -> str`` replacing the default formatter.
-        :param send_metadata: ``False`` sends no metadata at all.
+        :param send_metadata: ``None`` (default) sends metadata when the reranker accepts it
+            (local models, the Contextual API; see ``Reranker.accepts_metadata``), ``True``
+            always, ``False`` never.
         """
         if (
             meta_fields_to_embed is not None

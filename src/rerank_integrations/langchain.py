@@ -15,7 +15,8 @@ The behaviour (instruction precedence, metadata rendering, top-n/threshold, scor
 - Text sent: ``page_content``. Metadata sent: ``Document.metadata`` through the reranker's
   metadata field (rendered by ``format_metadata`` — vectors, ``_private`` keys and nested dicts
   are dropped — or by ``metadata_formatter``; ``metadata_keys`` selects fields;
-  ``send_metadata=False`` sends none).
+  ``send_metadata``: ``None`` (default) sends it when the reranker accepts metadata,
+  ``True`` always, ``False`` never).
 - Returned documents are shallow copies (``model_copy``: same class, same ``id``, same
   ``page_content``) with a NEW metadata dict ``{**doc.metadata, "relevance_score": ...,
   "rerank_raw_score": ...}``; the inputs are never modified.
@@ -102,7 +103,7 @@ class RerankCompressor(BaseDocumentCompressor, Serializable):
     metadata_formatter: Callable[[Mapping[str, Any]], str] | None = Field(
         default=None, exclude=True
     )
-    send_metadata: bool = True
+    send_metadata: bool | None = None
 
     _holder: LazyReranker | None = PrivateAttr(default=None)
 

@@ -14,7 +14,9 @@ rejected) are :mod:`rerank_integrations.adapter_support`'s. LlamaIndex specifics
   ``excluded_llm_metadata_keys``, ``ALL`` nothing, ``NONE`` everything. ``send_metadata``
   chooses WHERE it goes:
 
-  - ``send_metadata=True`` (default): text = ``node.get_content(metadata_mode=MetadataMode.NONE)``
+  - ``send_metadata=None`` (default) means ``True`` when the reranker accepts metadata
+    (``Reranker.accepts_metadata``: local models, the Contextual API) and ``False`` otherwise.
+  - ``send_metadata=True``: text = ``node.get_content(metadata_mode=MetadataMode.NONE)``
     and the visible metadata goes through the reranker's metadata field (rendered by
     ``format_metadata`` / ``metadata_formatter``, filtered by ``metadata_keys``; the node's
     exclusion lists always apply — use ``metadata_mode=ALL`` to ignore them).
@@ -83,6 +85,7 @@ from rerank_integrations.adapter_support import (  # noqa: E402
     LazyReranker,
     RerankOptions,
     arerank_texts,
+    metadata_enabled,
     pair_results,
     refresh_reranker,
     rerank_texts,
@@ -145,7 +148,7 @@ class RerankPostprocessor(BaseNodePostprocessor):
     metadata_formatter: Callable[[Mapping[str, Any]], str] | None = Field(
         default=None, exclude=True
     )
-    send_metadata: bool = True
+    send_metadata: bool | None = None
     metadata_mode: MetadataMode = MetadataMode.EMBED
 
     _holder: LazyReranker | None = PrivateAttr(default=None)
@@ -203,9 +206,9 @@ class RerankPostprocessor(BaseNodePostprocessor):
     # --- the adapter ----------------------------------------------------------------------
 
     def _inputs(
-        self, nodes: Sequence[NodeWithScore]
+        self, nodes: Sequence[NodeWithScore], reranker: Reranker
     ) -> tuple[list[str], list[dict[str, Any]] | None]:
-        if self.send_metadata:
+        if metadata_enabled(RerankOptions.from_object(self), reranker):
             texts = [n.node.get_content(metadata_mode=MetadataMode.NONE) for n in nodes]
             return texts, [_visible_metadata(n.node, self.metadata_mode) for n in nodes]
         return [n.node.get_content(metadata_mode=self.metadata_mode) for n in nodes], None
@@ -258,7 +261,7 @@ class RerankPostprocessor(BaseNodePostprocessor):
         if started is None:
             return []
         query, reranker, payload = started
-        texts, metas = self._inputs(nodes)
+        texts, metas = self._inputs(nodes, reranker)
         with self.callback_manager.event(CBEventType.RERANKING, payload=payload) as event:
             results = rerank_texts(
                 reranker, query, texts, metas, RerankOptions.from_object(self),
@@ -276,7 +279,7 @@ class RerankPostprocessor(BaseNodePostprocessor):
         if started is None:
             return []
         query, reranker, payload = started
-        texts, metas = self._inputs(nodes)
+        texts, metas = self._inputs(nodes, reranker)
         with self.callback_manager.event(CBEventType.RERANKING, payload=payload) as event:
             results = await arerank_texts(
                 reranker, query, texts, metas, RerankOptions.from_object(self),

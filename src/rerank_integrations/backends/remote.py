@@ -355,6 +355,11 @@ class RemoteReranker(Reranker):
             await state[0].aclose()
         self.close()
 
+    @property
+    def accepts_metadata(self) -> bool:
+        """True for a format with a metadata field, or when ``fold_unsupported`` folds it in."""
+        return self._format.supports_metadata or self._fold
+
     # ------------------------------------------------------------------ planning (pure)
 
     def _plan(self, request: RerankRequest) -> Plan:
