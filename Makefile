@@ -4,7 +4,7 @@ VENV := .venv
 REF_VENV := .venv-ref
 PIP := $(VENV)/bin/python -m pip
 
-.PHONY: demo test lint env ref-env clean
+.PHONY: demo test lint env ref-env clean bench
 
 # Main job: install the package with the local and remote backends, rerank the bundled sample.
 demo: $(VENV)/.demo-installed
@@ -37,6 +37,12 @@ $(REF_VENV)/.installed: constraints-ref.txt
 test: env ref-env
 	RERANK_REF_PYTHON=$(abspath $(REF_VENV))/bin/python RERANK_REQUIRE_REF=1 \
 		$(VENV)/bin/python -m pytest -q
+
+# Benchmarks (docs/benchmarks.md): ours vs the reference implementations, one command.
+# mxbai-v2 runs in .venv-ref (mxbai-rerank needs transformers 4), everything else in .venv.
+bench: env ref-env
+	$(REF_VENV)/bin/python -m pip install -q -e . --no-deps
+	$(VENV)/bin/python -m benchmarks.bench --ref-python $(abspath $(REF_VENV))/bin/python $(ARGS)
 
 lint: env
 	$(VENV)/bin/ruff check src tests examples

@@ -1,0 +1,523 @@
+"""The one benchmark command: ours vs the reference implementations, side by side, one process.
+
+    make bench                       # CPU: all parts, writes benchmarks/results/cpu.{json,md}
+    python -m benchmarks.bench --profile gpu --parts local --out DIR   # on a CUDA machine
+
+Parts:
+- ``local``: for each format (ctxl-v2, mxbai-v2, qwen3, cross-encoder) and workload (W1, W2,
+  W3): documents/second of ``LocalReranker`` and of the reference (benchmarks/references.py) on
+  the SAME model directory, inputs and dtype, in ONE process; peak memory of each scoring call;
+  max |delta raw score| (parity). Then W4: 16 concurrent ``arerank`` calls vs the same calls
+  one after another. On CPU this part needs ``mxbai-rerank`` (transformers 4): ``make bench``
+  runs it with ``.venv-ref/bin/python``.
+- ``adapters``: LangChain / LlamaIndex / Haystack vs the direct core call on W1 (needs the
+  frameworks: the main ``.venv``).
+- ``remote``: 2,000 documents against the loopback test server (100 documents per request,
+  200 ms per answer) with the default concurrency, vs one round trip.
+
+Memory: on CPU the peak resident set of the scoring call (Linux ``VmHWM`` after resetting it
+through ``/proc/self/clear_refs``, minus the resident set before the call, after
+``gc.collect()`` + ``malloc_trim``); on CUDA ``torch.cuda.max_memory_allocated`` minus the
+allocation before the call. Model weights are loaded before and are not counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import gc
+import json
+import logging
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+FORMATS = ("ctxl-v2", "mxbai-v2", "qwen3", "cross-encoder")
+REF_ENV_FORMATS = ("mxbai-v2",)  # their reference package needs transformers 4 (.venv-ref)
+GPU_PEAK_TFLOPS = 790.0  # measured bf16 dense matmul on the H200 (KINDS.md), not the datasheet
+
+log = logging.getLogger("benchmarks")
+
+
+# ---------------------------------------------------------------------------------------------
+# Measuring
+# ---------------------------------------------------------------------------------------------
+
+
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(field)
+
+
+def _trim() -> None:
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+class Meter:
+    """Wall time + peak memory of one call (see module docstring)."""
+
+    def __init__(self, device: str) -> None:
+        self.cuda = device.startswith("cuda")
+        if self.cuda:
+            import torch
+
+            self.torch = torch
+
+    def __call__(self, fn: Callable[[], Any]) -> tuple[float, int, Any]:
+        _trim()
+        if self.cuda:
+            torch = self.torch
+            torch.cuda.synchronize()
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+            t0 = time.perf_counter()
+            out = fn()
+            torch.cuda.synchronize()
+            dt = time.perf_counter() - t0
+            return dt, int(torch.cuda.max_memory_allocated() - base), out
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+            fh.write("5")  # reset VmHWM to the current RSS
+        base = _status_kb("VmRSS")
+        t0 = time.perf_counter()
+        out = fn()
+        dt = time.perf_counter() - t0
+        return dt, (_status_kb("VmHWM") - base) * 1024, out
+
+
+# ---------------------------------------------------------------------------------------------
+# Local formats
+# ---------------------------------------------------------------------------------------------
+
+
+def _ours(model_dir: Path, fmt: str, device: str, dtype: str) -> Any:
+    from rerank_integrations.backends.local import LocalReranker
+
+    return LocalReranker(str(model_dir), model_format=fmt, device=device, dtype=dtype,
+                         instruction_mode="prepend")
+
+
+def _ours_raw(reranker: Any, query: str, docs: tuple[str, ...], instruction: str | None
+              ) -> list[float]:
+    res = reranker.rerank(query, list(docs), instruction=instruction)
+    raw = [0.0] * len(docs)
+    for r in res:
+        raw[r.index] = r.raw_score
+    return raw
+
+
+def _model_flops(arch: Any, counts: list[int]) -> float:
+    from benchmarks.models import flops_per_token
+
+    return sum(flops_per_token(arch, seq_len=n, full_logits=False) * n for n in counts)
+
+
+def run_local(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+    from transformers import AutoTokenizer
+
+    from benchmarks import models
+    from benchmarks.references import make_reference
+    from benchmarks.workloads import make_workload
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = "bfloat16" if device.startswith("cuda") else "float32"
+    meter = Meter(device)
+    root = Path(args.model_dir)
+    rows: list[dict[str, Any]] = []
+    w4_rows: list[dict[str, Any]] = []
+    jobs: list[tuple[str, str, list[str]]] = [(f, args.profile, list(args.workloads))
+                                              for f in args.formats]
+    if args.profile == "cpu" and "W3" in args.workloads and "ctxl-v2" in args.formats:
+        jobs.append(("ctxl-v2", "cpu-realvocab", ["W3"]))
+    for fmt, profile, wls in jobs:
+        arch = models.arch_for(fmt, profile)
+        t0 = time.perf_counter()
+        mdir = models.build_model(fmt, profile, root, device=device if profile == "gpu" else "cpu",
+                                  dtype=dtype if profile == "gpu" else "float32")
+        log.info("%s/%s model ready in %.1fs (%s)", fmt, profile, time.perf_counter() - t0, arch)
+        tok = AutoTokenizer.from_pretrained(mdir)
+        ours = _ours(mdir, fmt, device, dtype)
+        ref = make_reference(fmt, str(mdir), device=device, dtype=dtype,
+                             batch_size=1 if profile == "cpu-realvocab" else 32)
+        for wname in wls:
+            wl = make_workload(wname, tok, seed=args.seed)
+            q, docs, ins = wl.query, wl.documents, wl.instruction
+            # warm-up on a slice (first-call costs: kernels, allocator, tokenizer caches)
+            _ours_raw(ours, q, docs[:4], ins)
+            ref.score(q, docs[:4], ins)
+            t_o, m_o, t_r, m_r = [], [], [], []
+            for _ in range(args.repeats):
+                dt, mem, raw_o = meter(lambda: _ours_raw(ours, q, docs, ins))  # noqa: B023
+                t_o.append(dt)
+                m_o.append(mem)
+                dt, mem, raw_r = meter(lambda: ref.score(q, docs, ins))  # noqa: B023
+                t_r.append(dt)
+                m_r.append(mem)
+            counts = ref.token_counts(q, docs, ins)
+            delta = max(abs(a - b) for a, b in zip(raw_o, raw_r, strict=True))
+            to, tr = min(t_o), min(t_r)  # best of N: the least disturbed run
+            row = {
+                "format": fmt, "profile": profile, "workload": wname, "arch": arch.label,
+                "head_share_real": models.head_share(models.REAL[fmt]),
+                "head_share_model": models.head_share(arch), "vocab": arch.vocab,
+                "docs": len(docs), "tokens": sum(counts),
+                "ours_s": to, "ref_s": tr, "ours_docs_s": len(docs) / to,
+                "ref_docs_s": len(docs) / tr, "ratio": tr / to,
+                "ours_peak_mb": max(m_o) / 2**20, "ref_peak_mb": max(m_r) / 2**20,
+                "max_abs_delta": delta,
+                "score_spread": max(raw_r) - min(raw_r),
+                "reference": ref.name, "device": device, "dtype": dtype,
+                "model_tflop": _model_flops(arch, counts) / 1e12,
+            }
+            if device.startswith("cuda"):
+                row["ours_mfu"] = row["model_tflop"] / to / GPU_PEAK_TFLOPS
+                row["ref_mfu"] = row["model_tflop"] / tr / GPU_PEAK_TFLOPS
+            log.info("%s", json.dumps(row))
+            rows.append(row)
+            _write_partial(args, rows, w4_rows)
+        if fmt in args.w4_formats and profile == args.profile:
+            w4_rows.append(run_w4(ours, tok, args))
+            log.info("%s", json.dumps(w4_rows[-1]))
+            _write_partial(args, rows, w4_rows)
+        ours.close()
+        ours = ref = None
+        _trim()
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
+    return {"local": rows, "w4": w4_rows, "machine": machine(device)}
+
+
+def run_w4(ours: Any, tok: Any, args: argparse.Namespace) -> dict[str, Any]:
+    from benchmarks.workloads import w4_workloads
+
+    wls = w4_workloads(tok, seed=args.seed)
+
+    async def one(w: Any) -> list[Any]:
+        return await ours.arerank(w.query, list(w.documents), instruction=w.instruction)
+
+    async def sequential() -> list[list[Any]]:
+        return [await one(w) for w in wls]
+
+    async def concurrent() -> list[list[Any]]:
+        return list(await asyncio.gather(*(one(w) for w in wls)))
+
+    asyncio.run(one(wls[0]))  # warm-up
+    t0 = time.perf_counter()
+    seq = asyncio.run(sequential())
+    t_seq = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    conc = asyncio.run(concurrent())
+    t_conc = time.perf_counter() - t0
+    delta = 0.0
+    same_order = True
+    for a, b in zip(seq, conc, strict=True):
+        same_order &= [r.index for r in a] == [r.index for r in b]
+        da = {r.index: r.raw_score for r in a}
+        delta = max(delta, *(abs(da[r.index] - r.raw_score) for r in b))
+    n_docs = sum(w.n_docs for w in wls)
+    return {"format": ours.model_format, "calls": len(wls), "docs": n_docs,
+            "sequential_s": t_seq, "concurrent_s": t_conc,
+            "sequential_docs_s": n_docs / t_seq, "concurrent_docs_s": n_docs / t_conc,
+            "speedup": t_seq / t_conc, "max_abs_delta": delta, "same_order": same_order}
+
+
+def _write_partial(args: argparse.Namespace, rows: list[Any], w4: list[Any]) -> None:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{args.profile}-local.partial.json").write_text(
+        json.dumps({"local": rows, "w4": w4}, indent=1), encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------------------------
+# Adapters
+# ---------------------------------------------------------------------------------------------
+
+
+def run_adapters(args: argparse.Namespace) -> dict[str, Any]:
+    """Adapter overhead: each adapter vs the direct ``Reranker.rerank`` call on W1 with the same
+    reranker. Measured with a ``FakeReranker`` (the framework plumbing alone, many repeats) and
+    related to the direct call of the CPU ctxl-v2 LocalReranker on W1 (what a user pays)."""
+    from transformers import AutoTokenizer
+
+    from benchmarks import models
+    from benchmarks.workloads import make_workload
+    from rerank_integrations._testing import FakeReranker
+
+    mdir = models.build_model("ctxl-v2", "cpu", Path(args.model_dir))
+    tok = AutoTokenizer.from_pretrained(mdir)
+    wl = make_workload("W1", tok, seed=args.seed)
+    q, docs, ins = wl.query, list(wl.documents), wl.instruction
+    fake = FakeReranker({d: float(i % 17) for i, d in enumerate(docs)})
+
+    from haystack import Document as HDoc
+    from langchain_core.documents import Document as LDoc
+    from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+
+    from rerank_integrations.haystack import RerankRanker
+    from rerank_integrations.langchain import RerankCompressor
+    from rerank_integrations.llama_index import RerankPostprocessor
+
+    lc_docs = [LDoc(page_content=d) for d in docs]
+    li_nodes = [NodeWithScore(node=TextNode(text=d), score=1.0) for d in docs]
+    hs_docs = [HDoc(content=d) for d in docs]
+
+    def bench_all(reranker: Any, reps: int) -> dict[str, float]:
+        lc = RerankCompressor(reranker=reranker, top_n=None, instruction=ins)
+        li = RerankPostprocessor(reranker=reranker, top_n=len(docs), instruction=ins)
+        hs = RerankRanker(reranker=reranker, top_k=None, instruction=ins)
+        hs.warm_up()
+        calls: dict[str, Callable[[], Any]] = {
+            "direct": lambda: reranker.rerank(q, docs, instruction=ins),
+            "langchain": lambda: lc.compress_documents(lc_docs, q),
+            "llama_index": lambda: li.postprocess_nodes(li_nodes, QueryBundle(q)),
+            "haystack": lambda: hs.run(query=q, documents=hs_docs),
+        }
+        order = [calls["direct"]().__getitem__(i).index for i in range(3)]
+        assert order, order
+        times: dict[str, list[float]] = {k: [] for k in calls}
+        for _ in range(reps):  # interleaved so drift hits every variant alike
+            for k, fn in calls.items():
+                t0 = time.perf_counter()
+                fn()
+                times[k].append(time.perf_counter() - t0)
+        return {k: statistics.median(v) for k, v in times.items()}
+
+    fake_t = bench_all(fake, args.adapter_reps)
+    local = _ours(mdir, "ctxl-v2", "cpu", "float32")
+    local.rerank(q, docs[:4], instruction=ins)
+    t0 = time.perf_counter()
+    local.rerank(q, docs, instruction=ins)
+    direct_local = time.perf_counter() - t0
+    local.close()
+    rows = []
+    for k in ("langchain", "llama_index", "haystack"):
+        over = fake_t[k] - fake_t["direct"]
+        rows.append({"adapter": k, "fake_direct_ms": fake_t["direct"] * 1e3,
+                     "fake_adapter_ms": fake_t[k] * 1e3, "overhead_ms": over * 1e3,
+                     "local_direct_s": direct_local,
+                     "overhead_pct_of_local": 100 * over / direct_local,
+                     "overhead_pct_of_200ms": 100 * over / 0.2})
+    return {"adapters": rows}
+
+
+# ---------------------------------------------------------------------------------------------
+# Remote
+# ---------------------------------------------------------------------------------------------
+
+
+def run_remote(args: argparse.Namespace) -> dict[str, Any]:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from remote_server import RerankTestServer
+
+    from rerank_integrations.backends.remote import RemoteReranker
+
+    docs = [f"document number {i} about topic {i % 13}" for i in range(2000)]
+    out = []
+    with RerankTestServer() as server:
+        server.latency = 0.2
+        server.max_documents = 100
+        base = server.base_url("contextual")
+        for label, kwargs in (("max_documents_per_request=100", {"max_documents_per_request": 100}),
+                              ("limit learnt from the server's 422", {})):
+            rr = RemoteReranker(model="bench", api_format="contextual", base_url=base, **kwargs)
+            before = len(server.bodies())
+            t0 = time.perf_counter()
+            rr.rerank("query", docs[:100])
+            one_rt = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            res = rr.rerank("query", docs)
+            wall = time.perf_counter() - t0
+            assert len(res) == 2000 and sorted(r.index for r in res) == list(range(2000))
+            rr.close()
+            out.append({"setting": label, "one_round_trip_s": one_rt, "wall_s": wall,
+                        "ratio": wall / one_rt, "requests": len(server.bodies()) - before})
+    return {"remote": out}
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------------
+
+
+def machine(device: str) -> dict[str, Any]:
+    import torch
+    import transformers
+
+    info = {"python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "platform": platform.platform()}
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as fh:
+        for line in fh:
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    if device.startswith("cuda"):
+        info["gpu"] = torch.cuda.get_device_name(0)
+    with contextlib.suppress(ImportError):
+        import sentence_transformers
+
+        info["sentence_transformers"] = sentence_transformers.__version__
+    with contextlib.suppress(ImportError):
+        from importlib.metadata import version
+
+        import mxbai_rerank  # noqa: F401
+
+        info["mxbai_rerank"] = version("mxbai-rerank")
+    return info
+
+
+def render(res: dict[str, Any]) -> str:
+    lines: list[str] = []
+    for key, label in (("machine", "Machine"), ("machine_ref_env", "mxbai-v2 rows ran in")):
+        m = res.get(key, {})
+        if m:
+            lines.append(f"{label}: " + ", ".join(f"{k} {v}" for k, v in m.items()))
+            lines.append("")
+    if res.get("local"):
+        lines += [
+            "| format | workload | model (head share real / bench) | docs | tokens | ours docs/s"
+            " | ref docs/s | ratio | peak MB ours / ref | max abs d raw (score spread)"
+            " | reference |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in res["local"]:
+            mfu = ""
+            if "ours_mfu" in r:
+                mfu = f" (MFU {100 * r['ours_mfu']:.0f}% / {100 * r['ref_mfu']:.0f}%)"
+            lines.append(
+                f"| {r['format']} | {r['workload']} | {r['profile']}, vocab {r['vocab']:,}, "
+                f"head {100 * r['head_share_real']:.1f}% / {100 * r['head_share_model']:.1f}% "
+                f"| {r['docs']} | {r['tokens']:,} | {r['ours_docs_s']:.1f}{mfu} "
+                f"| {r['ref_docs_s']:.1f} | **{r['ratio']:.2f}x** "
+                f"| {r['ours_peak_mb']:.0f} / {r['ref_peak_mb']:.0f} "
+                f"| {r['max_abs_delta']:.1e} ({r['score_spread']:.2g}) "
+                f"| {r['reference']} |"
+            )
+        lines.append("")
+    if res.get("w4"):
+        lines += ["| W4 format | calls x docs | sequential docs/s | concurrent docs/s | speedup"
+                  " | max abs d raw | same order |", "|---|---|---|---|---|---|---|"]
+        for r in res["w4"]:
+            lines.append(
+                f"| {r['format']} | {r['calls']} x {r['docs'] // r['calls']} "
+                f"| {r['sequential_docs_s']:.1f} | {r['concurrent_docs_s']:.1f} "
+                f"| **{r['speedup']:.2f}x** | {r['max_abs_delta']:.1e} | {r['same_order']} |")
+        lines.append("")
+    if res.get("adapters"):
+        lines += ["| adapter | fake: direct ms | fake: adapter ms | overhead ms | overhead % of "
+                  "the local W1 call (direct s) | overhead % of a 200 ms remote call |",
+                  "|---|---|---|---|---|---|"]
+        for r in res["adapters"]:
+            lines.append(
+                f"| {r['adapter']} | {r['fake_direct_ms']:.2f} | {r['fake_adapter_ms']:.2f} "
+                f"| {r['overhead_ms']:.2f} | **{r['overhead_pct_of_local']:.3f}%** "
+                f"({r['local_direct_s']:.2f} s) | {r['overhead_pct_of_200ms']:.2f}% |")
+        lines.append("")
+    if res.get("remote"):
+        lines += ["| remote (2,000 docs, 100/request, 200 ms) | one round trip s | wall s "
+                  "| wall / round trip | requests served |", "|---|---|---|---|---|"]
+        for r in res["remote"]:
+            lines.append(f"| {r['setting']} | {r['one_round_trip_s']:.3f} | {r['wall_s']:.3f} "
+                         f"| **{r['ratio']:.2f}x** | {r['requests']} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--profile", default="cpu", choices=["cpu", "gpu"])
+    p.add_argument("--parts", default="local,adapters,remote")
+    p.add_argument("--formats", default=",".join(FORMATS))
+    p.add_argument("--workloads", default="W1,W2,W3")
+    p.add_argument("--w4-formats", default=None, help="default: ctxl-v2 on CPU, all on GPU")
+    p.add_argument("--repeats", type=int, default=None, help="timed runs (best of N); cpu 1, gpu 3")
+    p.add_argument("--adapter-reps", type=int, default=50)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None)
+    p.add_argument("--model-dir", default=str(ROOT / ".cache" / "bench-models"))
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    p.add_argument("--ref-python", default=None,
+                   help="run the local part in this interpreter (the .venv-ref with mxbai-rerank)")
+    p.add_argument("--json", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    args.formats = [f for f in args.formats.split(",") if f]
+    args.workloads = [w for w in args.workloads.split(",") if w]
+    if args.w4_formats is None:
+        args.w4_formats = "ctxl-v2" if args.profile == "cpu" else ",".join(FORMATS)
+    args.w4_formats = [f for f in args.w4_formats.split(",") if f]
+    if args.repeats is None:
+        args.repeats = 1 if args.profile == "cpu" else 3
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    for name in ("transformers", "sentence_transformers", "httpx", "rerank_integrations"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    parts = [x for x in args.parts.split(",") if x]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    res: dict[str, Any] = {"command": " ".join(sys.argv)}
+    for part in parts:
+        t0 = time.perf_counter()
+        if part == "local" and args.ref_python:
+            # mxbai-rerank runs only under transformers 4: its format runs in that interpreter;
+            # the other formats (and their references) in this one.
+            here = [f for f in args.formats if f not in REF_ENV_FORMATS]
+            there = [f for f in args.formats if f in REF_ENV_FORMATS]
+            merged: dict[str, Any] = {"local": [], "w4": []}
+            if there:
+                sub = out / f"{args.profile}-local-ref-env.json"
+                cmd = [args.ref_python, "-m", "benchmarks.bench", "--parts", "local",
+                       "--profile", args.profile, "--formats", ",".join(there),
+                       "--workloads", ",".join(args.workloads), "--w4-formats",
+                       ",".join(args.w4_formats) or "none", "--repeats", str(args.repeats),
+                       "--seed", str(args.seed), "--model-dir", args.model_dir,
+                       "--out", str(out), "--json", str(sub)]
+                subprocess.run(cmd, check=True, cwd=ROOT)
+                sub_res = json.loads(sub.read_text(encoding="utf-8"))
+                merged["local"] += sub_res["local"]
+                merged["w4"] += sub_res["w4"]
+                merged["machine_ref_env"] = sub_res["machine"]
+            if here:
+                args.formats = here
+                local = run_local(args)
+                merged["local"] = local["local"] + merged["local"]
+                merged["w4"] = local["w4"] + merged["w4"]
+                merged["machine"] = local["machine"]
+            res.update(merged)
+        elif part == "local":
+            res.update(run_local(args))
+        elif part == "adapters":
+            res.update(run_adapters(args))
+        elif part == "remote":
+            res.update(run_remote(args))
+        else:
+            raise SystemExit(f"unknown part {part!r}")
+        log.info("part %s done in %.1fs", part, time.perf_counter() - t0)
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1), encoding="utf-8")
+        return 0
+    (out / f"{args.profile}.json").write_text(json.dumps(res, indent=1), encoding="utf-8")
+    table = render(res)
+    (out / f"{args.profile}.md").write_text(table + "\n", encoding="utf-8")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
