@@ -31,7 +31,7 @@ DEFAULT_MODEL = "ContextualAI/ctxl-rerank-v2-instruct-multilingual-1b"
 InstructionMode = Literal["error", "prepend"]
 
 _DEFAULT_BATCH_SIZE = 64
-_DEFAULT_TOKEN_BUDGET = {"cuda": 32768, "mps": 8192, "cpu": 8192}
+_DEFAULT_TOKEN_BUDGET = {"cuda": 32768, "mps": 4096, "cpu": 2048}
 
 
 def _positive_int(field: str, value: object) -> int | None:
@@ -75,7 +75,8 @@ class LocalReranker(Reranker):
         trust_remote_code: allow executing code shipped with the checkpoint (off; jina-v2
             loads without it).
         allow_pickle: allow loading pickle (``.bin``) weights (off: safetensors only).
-        token_budget: max padded tokens per batch (default 32768 on CUDA, 8192 elsewhere).
+        token_budget: max padded tokens per batch (default 32768 on CUDA, 4096 on MPS, 2048
+            on CPU, where bigger batches only add padding).
         attn_implementation: e.g. ``"sdpa"``, ``"flash_attention_2"``, ``"eager"``; ``None``:
             flash-attention 2 on CUDA when installed, else SDPA.
         revision: hub revision (branch, tag or commit) to load.
@@ -177,7 +178,7 @@ class LocalReranker(Reranker):
             )
         budget = self._token_budget
         if budget is None:
-            budget = _DEFAULT_TOKEN_BUDGET.get(loaded.device.type, 8192)
+            budget = _DEFAULT_TOKEN_BUDGET.get(loaded.device.type, 2048)
         self._engine = LocalEngine(
             runner,
             EngineSettings(

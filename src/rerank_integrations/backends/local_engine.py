@@ -9,9 +9,10 @@ Design (what makes it fast, see docs/local.md "Performance design"):
 - **Last-token projection.** Causal formats run the decoder BODY (no ``lm_head``), gather the
   hidden state of each input's last real token and multiply it with only the 1-2 ``lm_head``
   rows the recipe reads: ``[B, H] x [H, k]`` instead of ``[B, L, vocab]`` logits.
-- **Right padding + gather.** Inputs are right-padded and positions are ``0..n-1`` for every
-  row, so a document's score does not depend on what else is in the batch (the references'
-  left padding is equivalent; RoPE only sees relative positions).
+- **Right padding + gather.** Inputs are right-padded, so every row's real tokens keep the
+  positions ``0..n-1`` (the model's defaults) and a document's score does not depend on what
+  else is in the batch (the references' left padding is equivalent; RoPE only sees relative
+  positions). No attention mask is passed for a batch without padding (faster kernels).
 - **Shared-prefix KV reuse.** When the query precedes the document (mxbai-v2, qwen3), every
   input of a call starts with the same query/template tokens (``EncodedInput.prefix_len``).
   The prefix runs ONCE, its KV cache is repeated across the batch and only the suffixes
@@ -214,23 +215,21 @@ class CausalRunner(_TorchRunner):
         t = self.torch
         skip = prefix.length if prefix is not None else 0
         ids, mask, lengths = self._pad([x.input_ids[skip:] for x in items], self.pad_token_id)
-        batch, width = ids.shape
-        positions = t.arange(skip, skip + width).unsqueeze(0).expand(batch, width)
-        kwargs: dict[str, Any] = {}
+        batch = ids.shape[0]
+        # Right padding: every row's real tokens sit at positions skip..skip+n-1, which are the
+        # model's default position ids, so none are passed. The mask is passed only when the
+        # batch is ragged (an all-ones mask would only make attention slower).
+        kwargs: dict[str, Any] = {"use_cache": prefix is not None}
         if prefix is not None:
             cache = copy.deepcopy(prefix.cache)
-            cache.batch_repeat_interleave(batch)
+            if batch > 1:
+                cache.batch_repeat_interleave(batch)
+            kwargs["past_key_values"] = cache
             mask = t.cat([t.ones(batch, skip, dtype=t.long), mask], dim=1)
-            kwargs = {"past_key_values": cache, "use_cache": True}
-        else:
-            kwargs = {"use_cache": False}
+        if not bool(mask.all()):
+            kwargs["attention_mask"] = self._to_device(mask)
         with t.inference_mode():
-            out = self.module(
-                input_ids=self._to_device(ids),
-                attention_mask=self._to_device(mask),
-                position_ids=self._to_device(positions.contiguous()),
-                **kwargs,
-            )
+            out = self.module(input_ids=self._to_device(ids), **kwargs)
             hidden = out.last_hidden_state
             last = hidden[t.arange(batch, device=hidden.device), self._to_device(lengths - 1)]
             rows = t.nn.functional.linear(
