@@ -272,14 +272,6 @@ def qwen3_truncated_formula(
     return float(logits[yes] - logits[no])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "engine tokenizes the body head and the document separately when truncating; the "
-        "official Qwen3-Reranker right-truncates the jointly tokenized body (issue 3, reported; "
-        "remove this marker once local_formats.encode_prompt_parts cuts the joined ids)"
-    ),
-)
 def test_qwen3_truncation_matches_official(
     tiny_qwen3_reranker_dir: Path, qwen3_oracle: _Oracle, record_property: Any
 ) -> None:

@@ -228,9 +228,10 @@ def encode_prompt_parts(
     """Tokenize ``head + document + tail`` as ONE text per prompt (exactly as the model card
     tokenizes the whole prompt), wrapped in ``before``/``after`` ids.
 
-    When the result exceeds ``max_length``, only DOCUMENT tokens are removed: the prompt becomes
-    ``before + encode(head) + encode(document)[:budget] + encode(tail) + after``, so the
-    query/instruction tail (where the score is read) and the metadata in ``head`` survive.
+    When the result exceeds ``max_length``, only DOCUMENT tokens are removed: the jointly
+    tokenized ``head + document`` is cut from the right and ``encode(tail)`` follows, so the
+    query/instruction tail (where the score is read) and the metadata in ``head`` survive. With
+    an empty tail (qwen3) this is exactly the official right truncation of the body.
     ``prefix_len`` is the length of the ids shared with ``before + encode(head)`` (capped so
     that at least one token follows it). Raises ``RerankInputError`` (field ``query``) when the
     fixed parts alone leave no room for a document token."""
@@ -249,22 +250,21 @@ def encode_prompt_parts(
             prefix = min(common_prefix_length(whole, head_ids), len(whole) - 1)
             out.append(EncodedDocument((EncodedInput(tuple(whole), prefix_len=prefix),)))
             continue
-        tail_ids = [*encoder.encode(p.tail), *sp_suf, *after]
-        budget = max_length - len(head_ids) - len(tail_ids)
-        if budget < 1:
+        tail_ids = [*encoder.encode(p.tail), *sp_suf, *after] if p.tail else [*sp_suf, *after]
+        budget = max_length - len(before) - len(sp_pre) - len(tail_ids)
+        if budget <= len(head_ids) - len(before) - len(sp_pre):
             raise RerankInputError(
                 "query",
                 f"the query, instruction, metadata and prompt template take "
                 f"{len(head_ids) + len(tail_ids)} tokens, leaving no room for the document "
                 f"within max_length={max_length}",
             )
-        doc_ids = encoder.encode(p.document)
-        kept = doc_ids[:budget]
-        merged = (*head_ids, *kept, *tail_ids)
+        joined = encoder.encode(p.head + p.document) if p.tail else ids
+        merged = (*before, *sp_pre, *joined[:budget], *tail_ids)
+        prefix = min(common_prefix_length(merged, head_ids), len(merged) - 1)
         out.append(
             EncodedDocument(
-                (EncodedInput(merged, prefix_len=min(len(head_ids), len(merged) - 1)),),
-                truncated=len(kept) < len(doc_ids),
+                (EncodedInput(merged, prefix_len=prefix),), truncated=len(joined) > budget
             )
         )
     return out
