@@ -513,3 +513,28 @@ def test_gpu_fp32_matches_cpu(tiny_mxbai_dir: Path, mxbai: LocalReranker) -> Non
         got = by_index(gpu.rerank(QUERY, DOCS))
         assert time.perf_counter() - t0 < 60
         assert max_diff(got, by_index(mxbai.rerank(QUERY, DOCS))) < 1e-3
+
+
+# ---------------------------------------------------------------------------------------------
+# the example
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fixture", ["tiny_mxbai_dir", "tiny_jina_dir"])
+def test_example_runs_with_a_local_directory(
+    request: pytest.FixtureRequest, fixture: str
+) -> None:
+    import os
+
+    model_dir: Path = request.getfixturevalue(fixture)
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "examples/local_rerank.py", "--model", str(model_dir), "--top-n", "3"],
+        capture_output=True, text=True, timeout=300, cwd=root,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert out.returncode == 0, out.stderr
+    assert "format: " in out.stdout and "device: cpu" in out.stdout
+    ranks = [line.split()[0] for line in out.stdout.splitlines() if line[:4].strip().isdigit()]
+    assert ranks == ["1", "2", "3"]
+    assert "4 concurrent arerank calls, 24 documents" in out.stdout
