@@ -202,6 +202,7 @@ def test_prefix_caching_matches_full_forward(tiny_mxbai_dir: Path, mxbai: LocalR
             a = by_index(mxbai.rerank(QUERY, DOCS, instruction=instruction))
             b = by_index(plain.rerank(QUERY, DOCS, instruction=instruction))
             assert max_diff(a, b) <= TOL
+        assert mxbai._engine._prefixes and not plain._engine._prefixes  # both paths really ran
 
 
 def test_scores_follow_the_formula_shape(

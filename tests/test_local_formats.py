@@ -8,11 +8,16 @@ from collections.abc import Sequence
 
 import pytest
 
-from rerank_integrations.backends.local_engine import plan_batches, run_with_oom_backoff
+from rerank_integrations.backends.local_engine import (
+    EngineSettings,
+    plan_batches,
+    run_with_oom_backoff,
+)
 from rerank_integrations.backends.local_formats import (
     FORMATS,
     CrossEncoderRecipe,
     CtxlV2Recipe,
+    EncodedInput,
     MxbaiV2Recipe,
     PairTemplate,
     Qwen3Recipe,
@@ -426,3 +431,12 @@ def test_sigmoid_is_stable() -> None:
     assert sigmoid(-1000.0) == 0.0
     assert sigmoid(1000.0) == 1.0
     assert sigmoid(2.0) == pytest.approx(1 - sigmoid(-2.0))
+
+
+def test_prefix_reuse_only_when_the_prefix_is_a_real_share() -> None:
+    s = EngineSettings(token_budget=100, max_batch_size=4)
+    assert s.use_prefix(EncodedInput(tuple(range(300)), prefix_len=80))  # 80 >= 0.1 * 220
+    assert not s.use_prefix(EncodedInput(tuple(range(3000)), prefix_len=80))  # long input
+    assert not s.use_prefix(EncodedInput(tuple(range(20)), prefix_len=5))  # tiny prefix
+    off = EngineSettings(token_budget=100, max_batch_size=4, prefix_caching=False)
+    assert not off.use_prefix(EncodedInput(tuple(range(300)), prefix_len=80))

@@ -272,13 +272,27 @@ class ClassifierRunner(_TorchRunner):
 class EngineSettings:
     """``token_budget``: max padded tokens per batch; ``max_batch_size``: max inputs per batch;
     ``prefix_caching``: reuse a shared prefix's KV cache (causal formats);
-    ``min_prefix_tokens``: shortest prefix worth caching; ``prefix_cache_size``: LRU entries."""
+    ``min_prefix_tokens``: shortest prefix worth caching; ``min_prefix_share``: the prefix must
+    be at least this share of the rest of the input (a cached prefix forces an explicit
+    attention mask, which costs more than a short prefix saves on long inputs);
+    ``prefix_cache_size``: LRU entries."""
 
     token_budget: int
     max_batch_size: int
     prefix_caching: bool = True
     min_prefix_tokens: int = 8
+    min_prefix_share: float = 0.1
     prefix_cache_size: int = 8
+
+    def use_prefix(self, item: EncodedInput) -> bool:
+        """Whether ``item`` runs on its cached prefix (decided per input, never by the other
+        inputs of the call, so scores stay batch-invariant)."""
+        rest = len(item.input_ids) - item.prefix_len
+        return (
+            self.prefix_caching
+            and item.prefix_len >= self.min_prefix_tokens
+            and item.prefix_len >= self.min_prefix_share * rest
+        )
 
 
 @dataclass
@@ -388,7 +402,7 @@ class LocalEngine:
         groups: dict[tuple[int, ...], list[int]] = {}
         plain: list[int] = []
         for i, x in enumerate(flat):
-            if s.prefix_caching and runner.supports_prefix and x.prefix_len >= s.min_prefix_tokens:
+            if runner.supports_prefix and s.use_prefix(x):
                 groups.setdefault(x.input_ids[: x.prefix_len], []).append(i)
             else:
                 plain.append(i)
