@@ -217,8 +217,10 @@ class CausalRunner(_TorchRunner):
         ids, mask, lengths = self._pad([x.input_ids[skip:] for x in items], self.pad_token_id)
         batch = ids.shape[0]
         # Right padding: every row's real tokens sit at positions skip..skip+n-1, which are the
-        # model's default position ids, so none are passed. The mask is passed only when the
-        # batch is ragged (an all-ones mask would only make attention slower).
+        # model's default position ids, so none are passed. The mask is ALWAYS passed: with an
+        # all-ones mask transformers takes SDPA's is_causal fast path; without one, transformers
+        # 4.x reads the default position ids as a packed batch and materialises a 4-D mask
+        # (~2x slower attention at 8k tokens, benchmarks/ + /work/notes/perf_findings.md).
         kwargs: dict[str, Any] = {"use_cache": prefix is not None}
         if prefix is not None:
             cache = copy.deepcopy(prefix.cache)
@@ -226,8 +228,7 @@ class CausalRunner(_TorchRunner):
                 cache.batch_repeat_interleave(batch)
             kwargs["past_key_values"] = cache
             mask = t.cat([t.ones(batch, skip, dtype=t.long), mask], dim=1)
-        if not bool(mask.all()):
-            kwargs["attention_mask"] = self._to_device(mask)
+        kwargs["attention_mask"] = self._to_device(mask)
         with t.inference_mode():
             out = self.module(input_ids=self._to_device(ids), **kwargs)
             hidden = out.last_hidden_state
