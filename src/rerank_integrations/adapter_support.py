@@ -79,6 +79,7 @@ __all__ = [
     "InstructionFn",
     "LazyReranker",
     "PreparedCall",
+    "RERANKER_SETTING_FIELDS",
     "RerankOptions",
     "arerank_texts",
     "build_reranker",
@@ -88,6 +89,7 @@ __all__ = [
     "pair_results",
     "prepare_call",
     "render_metadata",
+    "refresh_from_fields",
     "refresh_reranker",
     "rerank_texts",
     "resolve_instruction",
@@ -302,6 +304,19 @@ def finish_call(call: PreparedCall, results: Sequence[RerankResult]) -> list[Rer
     return select_results(results, top_n=call.top_n, score_threshold=call.score_threshold)
 
 
+def _backend_call(
+    reranker: Reranker | LazyReranker, call: PreparedCall, options: RerankOptions
+) -> tuple[Reranker, dict[str, Any]]:
+    """The reranker to call (built if lazy) and the keyword arguments of its rerank call."""
+    backend = reranker.get() if isinstance(reranker, LazyReranker) else reranker
+    kwargs = {
+        "instruction": call.instruction,
+        "metadata": call.metadata if metadata_enabled(options, backend) else None,
+        "top_n": call.hint_top_n,
+    }
+    return backend, kwargs
+
+
 def rerank_texts(
     reranker: Reranker | LazyReranker,
     query: str,
@@ -325,16 +340,8 @@ def rerank_texts(
     )  # fmt: skip
     if call.empty:
         return []
-    if isinstance(reranker, LazyReranker):
-        reranker = reranker.get()
-    results = reranker.rerank(
-        call.query,
-        call.texts,
-        instruction=call.instruction,
-        metadata=call.metadata if metadata_enabled(options, reranker) else None,
-        top_n=call.hint_top_n,
-    )
-    return finish_call(call, results)
+    backend, kwargs = _backend_call(reranker, call, options)
+    return finish_call(call, backend.rerank(call.query, call.texts, **kwargs))
 
 
 async def arerank_texts(
@@ -355,16 +362,8 @@ async def arerank_texts(
     )  # fmt: skip
     if call.empty:
         return []
-    if isinstance(reranker, LazyReranker):
-        reranker = reranker.get()
-    results = await reranker.arerank(
-        call.query,
-        call.texts,
-        instruction=call.instruction,
-        metadata=call.metadata if metadata_enabled(options, reranker) else None,
-        top_n=call.hint_top_n,
-    )
-    return finish_call(call, results)
+    backend, kwargs = _backend_call(reranker, call, options)
+    return finish_call(call, await backend.arerank(call.query, call.texts, **kwargs))
 
 
 def pair_results(
@@ -494,6 +493,28 @@ class LazyReranker:
         """Async :meth:`close`."""
         if self._backend is not None and self._reranker is not None:
             await self._reranker.aclose()
+
+
+RERANKER_SETTING_FIELDS = ("model", "base_url", "api_format", "model_format", "device")
+"""Backend settings an adapter exposes as its own fields (the rest go in ``reranker_kwargs``)."""
+
+
+def refresh_from_fields(
+    holder: LazyReranker | None, adapter: Any, *, api_key: str | None
+) -> LazyReranker:
+    """:func:`refresh_reranker` for an adapter whose fields are ``reranker``, ``backend``,
+    :data:`RERANKER_SETTING_FIELDS` and ``reranker_kwargs`` (LangChain, LlamaIndex).
+
+    ``backend`` defaults to ``"local"`` when no reranker is given. With a reranker, any setting
+    is an error (:func:`build_reranker` names the keys, never the values).
+    """
+    backend = adapter.backend
+    if backend is None and adapter.reranker is None:
+        backend = "local"
+    settings: dict[str, Any] = {} if api_key is None else {"api_key": api_key}
+    settings.update({name: getattr(adapter, name) for name in RERANKER_SETTING_FIELDS})
+    settings.update(adapter.reranker_kwargs)
+    return refresh_reranker(holder, adapter.reranker, backend=backend, **settings)
 
 
 def refresh_reranker(

@@ -56,7 +56,7 @@ from rerank_integrations.adapter_support import (  # noqa: E402
     RerankOptions,
     arerank_texts,
     pair_results,
-    refresh_reranker,
+    refresh_from_fields,
     rerank_texts,
     score_metadata,
 )
@@ -64,8 +64,6 @@ from rerank_integrations.base import Reranker  # noqa: E402
 from rerank_integrations.results import RerankResult  # noqa: E402
 
 __all__ = ["RerankCompressor"]
-
-_RERANKER_SETTINGS = ("model", "base_url", "api_format", "model_format", "device")
 
 
 class RerankCompressor(BaseDocumentCompressor, Serializable):
@@ -150,16 +148,8 @@ class RerankCompressor(BaseDocumentCompressor, Serializable):
         return RerankOptions.from_object(self)
 
     def _lazy(self) -> LazyReranker:
-        # With a reranker, any setting is an error (build_reranker names the keys, never values).
-        backend = self.backend
-        if backend is None and self.reranker is None:
-            backend = "local"
-        settings: dict[str, Any] = {}
-        if self.api_key is not None:
-            settings["api_key"] = self.api_key.get_secret_value()
-        settings.update({name: getattr(self, name) for name in _RERANKER_SETTINGS})
-        settings.update(self.reranker_kwargs)
-        self._holder = refresh_reranker(self._holder, self.reranker, backend=backend, **settings)
+        key = None if self.api_key is None else self.api_key.get_secret_value()
+        self._holder = refresh_from_fields(self._holder, self, api_key=key)
         return self._holder
 
     def get_reranker(self) -> Reranker:

@@ -87,7 +87,7 @@ from rerank_integrations.adapter_support import (  # noqa: E402
     arerank_texts,
     metadata_enabled,
     pair_results,
-    refresh_reranker,
+    refresh_from_fields,
     rerank_texts,
 )
 from rerank_integrations.base import Reranker  # noqa: E402
@@ -98,7 +98,6 @@ __all__ = ["RerankPostprocessor"]
 
 dispatcher = get_dispatcher(__name__)
 
-_RERANKER_SETTINGS = ("model", "base_url", "api_format", "model_format", "device")
 
 # Per-instance instruction overrides, keyed by id(postprocessor). Each value is an immutable
 # mapping replaced (never mutated) by instruction_override, so the var is context-local state.
@@ -175,15 +174,8 @@ class RerankPostprocessor(BaseNodePostprocessor):
     # --- reranker and per-call instruction ----------------------------------------------
 
     def _lazy(self) -> LazyReranker:
-        backend = self.backend
-        if backend is None and self.reranker is None:
-            backend = "local"
-        settings: dict[str, Any] = {}
-        if self.api_key is not None:
-            settings["api_key"] = self.api_key.get_secret_value()
-        settings.update({name: getattr(self, name) for name in _RERANKER_SETTINGS})
-        settings.update(self.reranker_kwargs)
-        self._holder = refresh_reranker(self._holder, self.reranker, backend=backend, **settings)
+        key = None if self.api_key is None else self.api_key.get_secret_value()
+        self._holder = refresh_from_fields(self._holder, self, api_key=key)
         return self._holder
 
     def get_reranker(self) -> Reranker:
