@@ -104,11 +104,11 @@ class Meter:
 # ---------------------------------------------------------------------------------------------
 
 
-def _ours(model_dir: Path, fmt: str, device: str, dtype: str) -> Any:
+def _ours(model_dir: Path, fmt: str, device: str, dtype: str, **kwargs: Any) -> Any:
     from rerank_integrations.backends.local import LocalReranker
 
     return LocalReranker(str(model_dir), model_format=fmt, device=device, dtype=dtype,
-                         instruction_mode="prepend")
+                         instruction_mode="prepend", **kwargs)
 
 
 def _ours_raw(reranker: Any, query: str, docs: tuple[str, ...], instruction: str | None
@@ -151,7 +151,7 @@ def run_local(args: argparse.Namespace) -> dict[str, Any]:
                                   dtype=dtype if profile == "gpu" else "float32")
         log.info("%s/%s model ready in %.1fs (%s)", fmt, profile, time.perf_counter() - t0, arch)
         tok = AutoTokenizer.from_pretrained(mdir)
-        ours = _ours(mdir, fmt, device, dtype)
+        ours = _ours(mdir, fmt, device, dtype, **json.loads(args.ours_kwargs))
         ref = make_reference(fmt, str(mdir), device=device, dtype=dtype,
                              batch_size=1 if profile == "cpu-realvocab" else 32)
         for wname in wls:
@@ -454,6 +454,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ref-python", default=None,
                    help="run the local part in this interpreter (the .venv-ref with mxbai-rerank)")
     p.add_argument("--json", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--ours-kwargs", default="{}",
+                   help='extra LocalReranker kwargs (JSON), e.g. \'{"prefix_caching": false}\'')
     args = p.parse_args(argv)
     args.formats = [f for f in args.formats.split(",") if f]
     args.workloads = [w for w in args.workloads.split(",") if w]
@@ -471,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     parts = [x for x in args.parts.split(",") if x]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    res: dict[str, Any] = {"command": " ".join(sys.argv)}
+    res: dict[str, Any] = {"command": " ".join(sys.argv), "ours_kwargs": args.ours_kwargs}
     for part in parts:
         t0 = time.perf_counter()
         if part == "local" and args.ref_python:
@@ -487,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
                        "--workloads", ",".join(args.workloads), "--w4-formats",
                        ",".join(args.w4_formats) or "none", "--repeats", str(args.repeats),
                        "--seed", str(args.seed), "--model-dir", args.model_dir,
-                       "--out", str(out), "--json", str(sub)]
+                       "--out", str(out), "--json", str(sub), "--ours-kwargs", args.ours_kwargs]
                 subprocess.run(cmd, check=True, cwd=ROOT)
                 sub_res = json.loads(sub.read_text(encoding="utf-8"))
                 merged["local"] += sub_res["local"]
@@ -513,6 +515,8 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps(res, indent=1), encoding="utf-8")
         return 0
     (out / f"{args.profile}.json").write_text(json.dumps(res, indent=1), encoding="utf-8")
+    for scratch in (f"{args.profile}-local.partial.json", f"{args.profile}-local-ref-env.json"):
+        (out / scratch).unlink(missing_ok=True)  # merged into <profile>.json
     table = render(res)
     (out / f"{args.profile}.md").write_text(table + "\n", encoding="utf-8")
     print(table)
