@@ -15,6 +15,7 @@ import argparse
 import json
 import logging
 import os
+import socket
 import sys
 import textwrap
 from pathlib import Path
@@ -48,6 +49,16 @@ def load_sample(path: Path = SAMPLE) -> list[dict[str, object]]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    """A quick TCP check, so an offline machine gets the explanation in seconds, not after
+    the hub client's retries."""
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
 def build_reranker(args: argparse.Namespace) -> Reranker:
     if args.remote:
         from rerank_integrations import RemoteReranker
@@ -56,6 +67,9 @@ def build_reranker(args: argparse.Namespace) -> Reranker:
     from rerank_integrations import LocalReranker
 
     model = args.model or os.environ.get("RERANK_MODEL") or DEFAULT_LOCAL_MODEL
+    if not Path(model).exists() and not hub_reachable():
+        # Only a copy already in the local hub cache can load now; don't wait on retries.
+        os.environ["HF_HUB_OFFLINE"] = "1"
     return LocalReranker(model, model_format=args.model_format, device=args.device)
 
 
