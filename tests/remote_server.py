@@ -7,7 +7,10 @@ scores documents deterministically, records every request, counts the requests i
     server.script.extend([Fault.status(429, headers={"Retry-After": "3"}), Fault.ok()])
 
 Limits (``max_documents``, ``max_tokens``, ``max_tokens_per_document``) answer 422 with a
-"too many / too long" message when exceeded, like the real APIs. ``latency`` delays every
+"too many / too long" message when exceeded, like the real APIs. The "too many documents"
+wording is ``documents_message`` (a template with ``{count}`` and ``{limit}``; see
+:data:`DOCUMENT_LIMIT_MESSAGES` for real servers' wordings and one that states no number); TEI
+always answers with its own wording. ``latency`` delays every
 answer. Standard library only (ThreadingHTTPServer in a daemon thread), any free port.
 """
 
@@ -30,6 +33,17 @@ FORMAT_ROOTS = {
     "vllm": "/vllm/v1",
     "cohere": "/cohere/v2",
     "tei": "/tei",
+}
+
+
+DOCUMENT_LIMIT_MESSAGES = {
+    # TEI (router/src/http/server.rs validation; also served by SiliconFlow-style gateways)
+    "tei": "batch size {count} > maximum allowed batch size {limit}",
+    "count": "too many documents: {count} > {limit}",
+    "at_most": "at most {limit} documents are allowed per request, got {count}",
+    "maximum_of": "the number of documents ({count}) exceeds the maximum of {limit} documents",
+    "max_arg": "request has {count} documents; max_client_batch_size is {limit}",
+    "no_number": "too many documents in one request",
 }
 
 
@@ -109,6 +123,7 @@ class RerankTestServer:
         self.max_documents: int | None = None
         self.max_tokens: int | None = None
         self.max_tokens_per_document: int | None = None
+        self.documents_message = DOCUMENT_LIMIT_MESSAGES["at_most"]
         self.token_count: Callable[[str], int] = len  # "tokens" = characters by default
         self.scores: dict[str, float] = {}
         self.requests: list[Recorded] = []
@@ -258,14 +273,14 @@ class RerankTestServer:
         self, api_format: str, query: str, documents: list[Any], body: dict[str, Any]
     ) -> dict[str, str] | None:
         if self.max_documents is not None and len(documents) > self.max_documents:
-            message = f"too many documents: {len(documents)} > {self.max_documents}"
             if api_format == "tei":
+                message = DOCUMENT_LIMIT_MESSAGES["tei"]
                 return {
-                    "error": f"batch size {len(documents)} > maximum allowed batch size "
-                    f"{self.max_documents}",
+                    "error": message.format(count=len(documents), limit=self.max_documents),
                     "error_type": "Validation",
                 }
-            return {"detail": message}
+            message = self.documents_message
+            return {"detail": message.format(count=len(documents), limit=self.max_documents)}
         metadata = body.get("metadata") or [""] * len(documents)
         instruction = body.get("instruction") or ""
         costs = [

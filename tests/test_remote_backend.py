@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
-from remote_server import Fault, RerankTestServer
+from remote_server import DOCUMENT_LIMIT_MESSAGES, Fault, RerankTestServer
 
 from rerank_integrations import (
     MissingExtraError,
@@ -334,15 +334,103 @@ def test_client_token_limit_respected(server: RerankTestServer, waits: Waits, mo
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_server_too_long_splits_in_half(server: RerankTestServer, waits: Waits, mode: str) -> None:
-    server.max_documents = 30  # the client does not know: it learns from the 422s
+@pytest.mark.parametrize("wording", ["count", "at_most", "maximum_of", "max_arg"])
+def test_server_stated_limit_splits_at_once_and_is_learnt(
+    server: RerankTestServer,
+    waits: Waits,
+    mode: str,
+    wording: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="rerank_integrations")
+    server.max_documents = 30  # the client does not know: the 422 tells it
+    server.documents_message = DOCUMENT_LIMIT_MESSAGES[wording]
+    docs = [f"d{i}" for i in range(100)]
+    reranker = make(server, waits, "jina")
+    results = call(reranker, mode, "q", docs, top_n=5)
+    assert [(r.index, r.relevance_score) for r in results] == expected(server, "q", docs)[:5]
+    sizes = [len(r.body["documents"]) for r in server.requests]
+    assert sizes[0] == 100 and sorted(sizes[1:]) == [25, 25, 25, 25]  # ceil(100/30) at once
+    assert waits == []  # a split is not a retry
+    assert reranker.limits.max_documents_per_request == 30
+    learnt = [r for r in caplog.records if "stated a limit of 30 documents" in r.getMessage()]
+    assert len(learnt) == 1
+    # The next call plans with the learnt limit from the start: no 422 at all.
+    server.requests.clear()
+    again = call(reranker, mode, "q", docs, top_n=5)
+    assert again == results
+    assert sorted(len(r.body["documents"]) for r in server.requests) == [10, 30, 30, 30]
+
+
+@pytest.mark.parametrize("wording", ["at_most", "no_number"])
+def test_learning_sync_equals_async(server: RerankTestServer, waits: Waits, wording: str) -> None:
+    server.max_documents = 16
+    server.documents_message = DOCUMENT_LIMIT_MESSAGES[wording]
+    docs = [f"passage {i} about topic {i % 7}" for i in range(90)]
+    kw: dict[str, Any] = {"instruction": "prefer recent", "top_n": 20}
+    outcomes = []
+    for mode in MODES:
+        server.requests.clear()
+        reranker = make(server, waits)
+        results = call(reranker, mode, "topic 3", docs, **kw)
+        outcomes.append((results, sorted(len(r.body["documents"]) for r in server.requests)))
+    assert outcomes[0] == outcomes[1]
+    assert len(outcomes[0][0]) == 20
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_server_too_long_without_a_number_splits_in_half(
+    server: RerankTestServer, waits: Waits, mode: str
+) -> None:
+    server.max_documents = 30
+    server.documents_message = DOCUMENT_LIMIT_MESSAGES["no_number"]
     docs = [f"d{i}" for i in range(100)]
     reranker = make(server, waits, "jina")
     results = call(reranker, mode, "q", docs, top_n=5)
     assert [(r.index, r.relevance_score) for r in results] == expected(server, "q", docs)[:5]
     sizes = [len(r.body["documents"]) for r in server.requests]
     assert sorted(sizes) == [25, 25, 25, 25, 50, 50, 100]
-    assert waits == []  # a split is not a retry
+    assert reranker.limits.max_documents_per_request is None  # nothing stated, nothing learnt
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_server_stated_token_limit_is_learnt(
+    server: RerankTestServer, waits: Waits, mode: str
+) -> None:
+    server.token_count = estimate_tokens  # the server counts like the client estimates
+    server.max_tokens = 3_000
+    docs = [f"passage {i} " + "lorem ipsum " * (i % 40) for i in range(150)]
+    reranker = make(server, waits, max_tokens_per_request=None)
+    results = call(reranker, mode, "q", docs)
+    assert [(r.index, r.relevance_score) for r in results] == expected(server, "q", docs)
+    statuses = [len(r.body["documents"]) for r in server.requests]
+    assert statuses[0] == 150 and len(statuses) > 2
+    assert reranker.limits.max_tokens_per_request == 3_000
+    server.requests.clear()
+    assert call(reranker, mode, "q", docs) == results
+    assert all(len(r.body["documents"]) < 150 for r in server.requests)  # planned: no 422
+    costs = [
+        sum(estimate_tokens("q" + d) for d in r.body["documents"]) for r in server.requests
+    ]
+    assert max(costs) <= 3_000
+
+
+def test_learnt_limit_never_exceeds_the_configured_one(
+    server: RerankTestServer, waits: Waits
+) -> None:
+    server.max_documents = 8
+    reranker = make(server, waits, "jina", max_documents_per_request=20)
+    results = reranker.rerank("q", [f"d{i}" for i in range(40)])
+    assert len(results) == 40
+    assert reranker.limits.max_documents_per_request == 8  # lowered from 20
+    assert reranker.to_config()["max_documents_per_request"] == 20  # runtime state only
+    # A server that later states a bigger limit never raises it above what is known.
+    reranker._learn("documents", 50, RemoteStatusError(422, "at most 50 documents", None))
+    assert reranker.limits.max_documents_per_request == 8
+    other = make(server, waits, "jina", max_documents_per_request=5)
+    other._learn("documents", 50, RemoteStatusError(422, "at most 50 documents", None))
+    assert other.limits.max_documents_per_request == 5
+    assert make(server, waits, "jina").limits.max_documents_per_request is None  # per instance
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -462,14 +550,15 @@ def test_new_event_loop_each_call(server: RerankTestServer, waits: Waits) -> Non
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_perf_2000_documents(server: RerankTestServer, mode: str) -> None:
-    """2,000 docs, server allows 100/request and answers in 200 ms: <= 3x one round trip."""
+@pytest.mark.parametrize("configured", [True, False], ids=["limit-configured", "defaults"])
+def test_perf_2000_documents(server: RerankTestServer, mode: str, configured: bool) -> None:
+    """2,000 docs, server allows 100/request and answers in 200 ms: <= 3x one round trip,
+    with the limit configured and with default settings (the limit comes from the 422)."""
     server.latency = 0.2
     server.max_documents = 100
     docs = [f"document {i} " + "text " * (i % 30) for i in range(2000)]
-    reranker = RemoteReranker(
-        "m", base_url=server.base_url("contextual"), max_documents_per_request=100
-    )
+    kwargs: dict[str, Any] = {"max_documents_per_request": 100} if configured else {}
+    reranker = RemoteReranker("m", base_url=server.base_url("contextual"), **kwargs)
 
     async def timed_async(documents: list[str]) -> float:
         start = time.perf_counter()
@@ -483,17 +572,26 @@ def test_perf_2000_documents(server: RerankTestServer, mode: str) -> None:
         reranker.rerank("q", documents)
         return time.perf_counter() - start
 
-    cold = timed(docs)
-    one_round_trip = timed(docs[:100])
-    warm = timed(docs)
+    one_round_trip = timed(docs[:100])  # also warms the client up
+    before = len(server.requests)
+    first = timed(docs)
+    first_requests = [len(r.body["documents"]) for r in server.requests[before:]]
+    before = len(server.requests)
+    second = timed(docs)
+    second_requests = [len(r.body["documents"]) for r in server.requests[before:]]
     print(
-        f"\n[{mode}] 2000 docs: cold {cold:.3f} s, warm {warm:.3f} s; "
-        f"one round trip {one_round_trip:.3f} s; ratio {warm / one_round_trip:.2f}x"
+        f"\n[{mode}, {'configured' if configured else 'defaults'}] 2000 docs: first "
+        f"{first:.3f} s ({first / one_round_trip:.2f}x), second {second:.3f} s "
+        f"({second / one_round_trip:.2f}x); one round trip {one_round_trip:.3f} s"
     )
     assert DEFAULT_MAX_CONCURRENCY >= 20
-    assert warm <= 3 * one_round_trip
-    assert cold < 20 * 0.2  # well under 20 sequential round trips even with connection setup
+    # defaults: one failed round (all 2,000 -> 422) + one round of 20 x 100
+    assert first_requests == ([] if configured else [2000]) + [100] * 20
+    assert second_requests == [100] * 20  # no 422 any more
+    assert first <= 3 * one_round_trip
+    assert second <= 3 * one_round_trip
     assert server.max_in_flight >= 10  # the 20 sub-requests really overlapped
+    reranker.close()
 
 
 # --------------------------------------------------------------------------- fail-open

@@ -14,6 +14,7 @@ from rerank_integrations.backends.remote_limits import (
     merge_results,
     plan_requests,
     split_in_half,
+    split_to_limit,
     truncate_to_tokens,
 )
 from rerank_integrations.errors import RemoteResponseError, RerankInputError
@@ -196,3 +197,60 @@ def test_merge_rejects_double_scoring() -> None:
     r = WireRequest("q", ("a",), (3,))
     with pytest.raises(RemoteResponseError):
         merge_results([(r, [(0, 0.1)]), (r, [(0, 0.2)])])
+
+
+def _request(n: int, *, top_n: int | None = None, meta: bool = False) -> WireRequest:
+    return WireRequest(
+        "q",
+        tuple(f"doc {i}" for i in range(n)),
+        tuple(range(100, 100 + n)),
+        instruction="be brief",
+        metadata=tuple(f"m{i}" for i in range(n)) if meta else None,
+        top_n=top_n,
+    )
+
+
+@pytest.mark.parametrize(
+    ("n", "limit", "sizes"),
+    [
+        (2000, 100, [100] * 20),
+        (100, 30, [25, 25, 25, 25]),  # ceil(100/30) = 4 near-equal parts, not 30/30/30/10
+        (101, 100, [51, 50]),
+        (7, 3, [3, 2, 2]),
+        (5, 1, [1, 1, 1, 1, 1]),
+        (100, 100, None),  # within the stated limit: the number is not to be trusted
+        (50, 100, None),
+    ],
+)
+def test_split_to_document_limit(n: int, limit: int, sizes: list[int] | None) -> None:
+    request = _request(n, top_n=10, meta=True)
+    parts = split_to_limit(request, max_documents=limit)
+    if sizes is None:
+        assert parts is None
+        return
+    assert parts is not None
+    assert [len(p.documents) for p in parts] == sizes
+    assert [i for p in parts for i in p.indices] == list(request.indices)  # contiguous, in order
+    assert [d for p in parts for d in p.documents] == list(request.documents)
+    assert [m for p in parts for m in p.metadata or ()] == list(request.metadata or ())
+    assert all(p.top_n == min(10, len(p.documents)) for p in parts)
+    assert all(p.query == "q" and p.instruction == "be brief" for p in parts)
+
+
+def test_split_to_token_limit() -> None:
+    request = _request(40)
+    pair = estimate_tokens("q") + estimate_tokens("be brief") + PAIR_OVERHEAD
+    costs = [pair + estimate_tokens(d) for d in request.documents]
+    parts = split_to_limit(request, max_tokens=100)
+    assert parts is not None and len(parts) >= 2
+    assert [d for p in parts for d in p.documents] == list(request.documents)
+    start = 0
+    for part in parts:
+        n = len(part.documents)
+        assert sum(costs[start : start + n]) <= 100
+        start += n
+    assert split_to_limit(request, max_tokens=sum(costs)) is None  # already fits
+    # a document over the limit alone gets a part of its own (the server will name it)
+    lone = split_to_limit(_request(3), max_tokens=1)
+    assert lone is not None and [len(p.documents) for p in lone] == [1, 1, 1]
+    assert split_to_limit(request) is None

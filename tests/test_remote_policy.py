@@ -11,11 +11,13 @@ from rerank_integrations.backends.remote_policy import (
     PASSTHROUGH_RAW_SCORE,
     PASSTHROUGH_RELEVANCE,
     RetryPolicy,
+    StatedLimit,
     backoff_delay,
     is_passthrough,
     is_retryable_status,
     is_too_long,
     parse_retry_after,
+    parse_stated_limit,
     passthrough_results,
     redact,
     request_id,
@@ -127,6 +129,8 @@ def test_parse_retry_after(headers: dict[str, str], expected: float | None) -> N
         (422, "request too long: 9000 tokens exceeds the maximum of 8000", True),
         (422, "too many documents: 150 > 100", True),
         (422, "batch size 64 > maximum allowed batch size 32", True),
+        (422, "at most 100 documents are allowed per request, got 2000", True),
+        (422, "List should have at most 2048 items after validation, not 3000", True),
         (422, "field required; value is not a valid list", False),
         (422, "metadata must be the same length as documents", False),
         (400, "request too long", False),
@@ -135,6 +139,63 @@ def test_parse_retry_after(headers: dict[str, str], expected: float | None) -> N
 )
 def test_is_too_long_table(status: int, message: str, too_long: bool) -> None:
     assert is_too_long(status, message) is too_long
+
+
+def D(value: int) -> StatedLimit:
+    return StatedLimit("documents", value)
+
+
+def T(value: int) -> StatedLimit:
+    return StatedLimit("tokens", value)
+
+
+@pytest.mark.parametrize(
+    ("message", "limit"),
+    [
+        # TEI (and gateways that copy its wording)
+        ("batch size 2000 > maximum allowed batch size 32", D(32)),
+        ("input batch size 100 > maximum allowed batch size 64", D(64)),
+        # vLLM / Infinity / generic
+        ("too many documents: 2000 > 100", D(100)),
+        ("at most 100 documents are allowed per request, got 2000", D(100)),
+        ("you may send a maximum of 100 documents", D(100)),
+        ("request has 2000 documents; max_client_batch_size is 100", D(100)),
+        ("max_client_batch_size=100", D(100)),
+        ("Too many documents; the limit is 100", D(100)),
+        ("too many documents, max is 1,000", D(1000)),
+        ("the number of documents (3000) exceeds the maximum (1000)", D(1_000)),
+        ("List should have at most 2048 items (pydantic), not 3000", D(2048)),
+        ("2000 texts sent; 100 is the maximum", D(100)),
+        # Contextual-style / hosted token limits per request
+        ("request too long: 412000 tokens exceeds the maximum of 400000", T(400_000)),
+        ("request too long: 412,000 tokens exceeds the maximum of 400,000 tokens", T(400_000)),
+        (
+            "The max allowed tokens per submitted batch is 100000. Your batch has 145736 tokens.",
+            T(100_000),
+        ),
+        # a limit on ONE document / sequence: splitting cannot help
+        ("document too long: 9000 tokens exceeds the maximum of 8000", None),
+        ("query + instruction + document exceeds the per document limit of 8000 tokens", None),
+        (
+            "This model's maximum context length is 8192 tokens. However, you requested 20673 "
+            "tokens in the input for embedding generation. Please reduce the length of the input.",
+            None,
+        ),
+        # no number, or no number tied to a limit word, or no unit
+        ("too many documents", None),
+        ("Payload Too Large", None),
+        ("request too long", None),
+        ("exceeds the limit, you sent 2000 documents", None),
+        ("documents exceed the limit (request 2000 of model v2)", None),
+        ("limit is 100", None),
+        ("100 > 2000 documents", None),  # nonsense comparison: trust nothing
+        ("field required; value is not a valid list", None),
+        ("", None),
+        ("at most 0 documents", None),
+    ],
+)
+def test_parse_stated_limit_table(message: str, limit: StatedLimit | None) -> None:
+    assert parse_stated_limit(message) == limit
 
 
 def test_request_id_and_redact() -> None:

@@ -42,12 +42,14 @@ from rerank_integrations.backends.remote_limits import (
     merge_results,
     plan_requests,
     split_in_half,
+    split_to_limit,
 )
 from rerank_integrations.backends.remote_policy import (
     RetryPolicy,
     backoff_delay,
     is_too_long,
     parse_retry_after,
+    parse_stated_limit,
     passthrough_results,
     redact,
     request_id,
@@ -109,6 +111,13 @@ def _int_at_least(field: str, value: object, minimum: int, *, optional: bool = F
     if value < minimum:
         raise RerankInputError(field, f"must be >= {minimum}, got {value}")
     return value
+
+
+def _lower(configured: int | None, learned: int | None) -> int | None:
+    """The smaller of two optional limits (``None`` = unlimited)."""
+    if configured is None:
+        return learned
+    return configured if learned is None else min(configured, learned)
 
 
 def _choice(field: str, value: object, choices: Sequence[str]) -> str:
@@ -228,6 +237,10 @@ class RemoteReranker(Reranker):
                 else max_tokens_per_document
             ),
         )
+        # Limits the server stated in "too many / too long" answers (only ever lower than the
+        # configured ones); guarded by self._lock, per instance.
+        self._learned_documents: int | None = None
+        self._learned_tokens: int | None = None
         self._on_error = _choice("on_error", on_error, _ON_ERROR)
         self._on_oversize = _choice("on_oversize", on_oversize, _ON_OVERSIZE)
         if not isinstance(fold_unsupported, bool):
@@ -356,6 +369,20 @@ class RemoteReranker(Reranker):
         self.close()
 
     @property
+    def limits(self) -> Limits:
+        """The limits the next call plans with: the configured ones (or the format's), lowered
+        by any per-request limit a server stated in a "too many / too long" answer."""
+        with self._lock:
+            documents, tokens = self._learned_documents, self._learned_tokens
+        if documents is None and tokens is None:
+            return self._limits
+        return Limits(
+            max_documents_per_request=_lower(self._limits.max_documents_per_request, documents),
+            max_tokens_per_request=_lower(self._limits.max_tokens_per_request, tokens),
+            max_tokens_per_document=self._limits.max_tokens_per_document,
+        )
+
+    @property
     def accepts_metadata(self) -> bool:
         """True for a format with a metadata field, or when ``fold_unsupported`` folds it in."""
         return self._format.supports_metadata or self._fold
@@ -386,13 +413,14 @@ class RemoteReranker(Reranker):
                 )
             documents = tuple(fold_metadata(d, m) for d, m in zip(documents, metadata, strict=True))
             metadata = None
+        limits = self.limits
         plan = plan_requests(
             query,
             documents,
             instruction=instruction,
             metadata=metadata,
             top_n=request.top_n if fmt.supports_top_n else None,
-            limits=self._limits,
+            limits=limits,
             truncate=self._on_oversize == "truncate",
         )
         if plan.truncated:
@@ -403,7 +431,7 @@ class RemoteReranker(Reranker):
                 "and were truncated client-side (indices %s%s); pass on_oversize='error' to "
                 "reject them instead",
                 len(plan.truncated),
-                self._limits.per_document,
+                limits.per_document,
                 shown,
                 more,
             )
@@ -467,6 +495,45 @@ class RemoteReranker(Reranker):
         if len(request.documents) > 1 and is_too_long(status, message):
             raise _TooLong(error)
         return error, parse_retry_after(headers, self._now())
+
+    def _split_too_long(self, request: WireRequest, error: RemoteStatusError) -> list[WireRequest]:
+        """The parts to re-send a sub-request the server called too big in (pure decision,
+        plus remembering the limit): under the limit its message states, all at once, or in
+        halves when it states none we can trust."""
+        stated = parse_stated_limit(error.message)
+        parts = None
+        if stated is not None:
+            if stated.kind == "documents":
+                parts = split_to_limit(request, max_documents=stated.value)
+            else:
+                parts = split_to_limit(request, max_tokens=stated.value)
+        if parts is None or stated is None:
+            return list(split_in_half(request))
+        self._learn(stated.kind, stated.value, error)
+        return list(parts)
+
+    def _learn(self, kind: str, value: int, error: RemoteStatusError) -> None:
+        """Remember a per-request limit the server stated; only ever lowers the limits."""
+        with self._lock:
+            if kind == "documents":
+                current = _lower(self._limits.max_documents_per_request, self._learned_documents)
+                if current is not None and value >= current:
+                    return
+                self._learned_documents = value
+            else:
+                current = _lower(self._limits.max_tokens_per_request, self._learned_tokens)
+                if current is not None and value >= current:
+                    return
+                self._learned_tokens = value
+        unit = "documents" if kind == "documents" else "tokens (estimated)"
+        logger.info(
+            "%s stated a limit of %d %s per request (HTTP %d: %s); later calls split under it",
+            self._url,
+            value,
+            unit,
+            error.status,
+            error.message,
+        )
 
     def _transport_error(self, exc: Exception) -> RemoteError:
         httpx = self._httpx
@@ -587,8 +654,8 @@ class RemoteReranker(Reranker):
         if len(todo) == 1:  # the common case: no thread hop
             try:
                 return [(todo[0], self._send_sync(todo[0]))]
-            except _TooLong:
-                todo = list(split_in_half(todo[0]))
+            except _TooLong as exc:
+                todo = self._split_too_long(todo[0], exc.error)
         pool = self._pool()
         answers: list[tuple[WireRequest, list[tuple[int, float]]]] = []
         pending: dict[Future[list[tuple[int, float]]], WireRequest] = {
@@ -601,9 +668,9 @@ class RemoteReranker(Reranker):
                     request = pending.pop(future)
                     try:
                         answers.append((request, future.result()))
-                    except _TooLong:
-                        for half in split_in_half(request):
-                            pending[pool.submit(self._send_sync, half)] = half
+                    except _TooLong as exc:
+                        for part in self._split_too_long(request, exc.error):
+                            pending[pool.submit(self._send_sync, part)] = part
         finally:
             for future in pending:
                 future.cancel()
@@ -693,10 +760,10 @@ class RemoteReranker(Reranker):
         async def one(request: WireRequest) -> list[tuple[WireRequest, list[tuple[int, float]]]]:
             try:
                 return [(request, await self._send_async(client, semaphore, request))]
-            except _TooLong:
-                first, second = split_in_half(request)
-                a, b = await asyncio.gather(one(first), one(second))
-                return a + b
+            except _TooLong as exc:
+                parts = self._split_too_long(request, exc.error)
+                answers = await asyncio.gather(*(one(part) for part in parts))
+                return [answer for part in answers for answer in part]
 
         tasks = [asyncio.ensure_future(one(r)) for r in requests]
         try:

@@ -10,8 +10,9 @@ Token estimate (no tokenizer is downloaded): :func:`estimate_tokens` counts
   Latin, Cyrillic, Greek, Arabic and Hindi text is cheaper than that),
 
 rounded up. It is meant to over-count typical text, not to be an exact bound: a server that
-still answers "too long" (413, or 422 with a size message) gets that sub-request split in
-half and re-sent.
+still answers "too long" (413, or 422 with a size message) gets that sub-request split at
+once under the limit the message states (:func:`split_to_limit`), or in half when it states
+none, and re-sent.
 
 Limits: the cost of one document is the estimate of ``query + instruction + document +
 metadata`` plus :data:`PAIR_OVERHEAD` tokens (the per-document limit of the Contextual API is
@@ -24,6 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 from rerank_integrations.backends.remote_formats import WireRequest, to_relevance
 from rerank_integrations.errors import RemoteResponseError, RerankInputError
@@ -37,6 +39,7 @@ __all__ = [
     "merge_results",
     "plan_requests",
     "split_in_half",
+    "split_to_limit",
     "truncate_to_tokens",
 ]
 
@@ -201,18 +204,61 @@ def split_in_half(request: WireRequest) -> tuple[WireRequest, WireRequest]:
     if n < 2:
         raise ValueError("cannot split a request with fewer than 2 documents")
     mid = n // 2
+    return _part(request, 0, mid), _part(request, mid, n)
 
-    def part(lo: int, hi: int) -> WireRequest:
-        return WireRequest(
-            query=request.query,
-            documents=request.documents[lo:hi],
-            indices=request.indices[lo:hi],
-            instruction=request.instruction,
-            metadata=request.metadata[lo:hi] if request.metadata is not None else None,
-            top_n=None if request.top_n is None else min(request.top_n, hi - lo),
-        )
 
-    return part(0, mid), part(mid, n)
+def _part(request: WireRequest, lo: int, hi: int) -> WireRequest:
+    return WireRequest(
+        query=request.query,
+        documents=request.documents[lo:hi],
+        indices=request.indices[lo:hi],
+        instruction=request.instruction,
+        metadata=request.metadata[lo:hi] if request.metadata is not None else None,
+        top_n=None if request.top_n is None else min(request.top_n, hi - lo),
+    )
+
+
+def split_to_limit(
+    request: WireRequest,
+    *,
+    max_documents: int | None = None,
+    max_tokens: int | None = None,
+) -> tuple[WireRequest, ...] | None:
+    """``request`` cut into contiguous parts under a limit the server stated, all at once.
+
+    ``max_documents``: ``ceil(n / max_documents)`` parts of near-equal size (they differ by
+    at most one document, so no part is a small straggler). ``max_tokens``: greedy parts
+    whose estimated cost (see :func:`plan_requests`) stays under it; a document that alone
+    exceeds it gets a part of its own. Returns ``None`` when the limit would not split the
+    request into at least two parts — the request already looks within it, so the stated
+    number is not to be trusted and the caller falls back to :func:`split_in_half`.
+    """
+    n = len(request.documents)
+    if max_documents is not None:
+        if max_documents < 1 or n <= max_documents:
+            return None
+        parts = -(-n // max_documents)
+        size, extra = divmod(n, parts)
+        bounds = [0]
+        for k in range(parts):
+            bounds.append(bounds[-1] + size + (1 if k < extra else 0))
+        return tuple(_part(request, lo, hi) for lo, hi in pairwise(bounds))
+    if max_tokens is None or max_tokens < 1:
+        return None
+    q_cost = (
+        estimate_tokens(request.query) + estimate_tokens(request.instruction or "") + PAIR_OVERHEAD
+    )
+    metas = request.metadata
+    pieces: list[WireRequest] = []
+    start, total = 0, 0
+    for i, doc in enumerate(request.documents):
+        cost = q_cost + estimate_tokens(doc) + (estimate_tokens(metas[i]) if metas else 0)
+        if i > start and total + cost > max_tokens:
+            pieces.append(_part(request, start, i))
+            start, total = i, 0
+        total += cost
+    pieces.append(_part(request, start, n))
+    return tuple(pieces) if len(pieces) >= 2 else None
 
 
 def merge_results(
