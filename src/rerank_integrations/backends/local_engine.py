@@ -220,7 +220,7 @@ class CausalRunner(_TorchRunner):
         # model's default position ids, so none are passed. The mask is ALWAYS passed: with an
         # all-ones mask transformers takes SDPA's is_causal fast path; without one, transformers
         # 4.x reads the default position ids as a packed batch and materialises a 4-D mask
-        # (~2x slower attention at 8k tokens, benchmarks/ + /work/notes/perf_findings.md).
+        # (~2x slower attention at 8k tokens, docs/benchmarks.md).
         kwargs: dict[str, Any] = {"use_cache": prefix is not None}
         if prefix is not None:
             cache = copy.deepcopy(prefix.cache)
