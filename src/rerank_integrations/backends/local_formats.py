@@ -329,7 +329,44 @@ def _metadata_for(metadata: Sequence[str] | None, i: int) -> str | None:
 
 
 @dataclass(frozen=True)
-class CtxlV2Recipe(FormatRecipe):
+class PromptRecipe(FormatRecipe):
+    """A causal recipe built from a text prompt: :meth:`prompt_parts` per document, tokenized as
+    one text (plus fixed ``before``/``after`` ids from :meth:`wrapper_ids`) by
+    :func:`encode_prompt_parts`, which only ever truncates the document span."""
+
+    def prompt_parts(
+        self, query: str, instruction: str | None, document: str, metadata: str | None
+    ) -> PromptParts:
+        raise NotImplementedError
+
+    def wrapper_ids(self, encoder: TextEncoder) -> tuple[list[int], list[int]]:
+        """Ids tokenized on their own before / after each prompt (none by default)."""
+        return [], []
+
+    def encode(
+        self,
+        encoder: TextEncoder,
+        query: str,
+        instruction: str | None,
+        documents: Sequence[str],
+        metadata: Sequence[str] | None,
+        *,
+        max_length: int,
+    ) -> EncodedRequest:
+        parts = [
+            self.prompt_parts(query, instruction, d, _metadata_for(metadata, i))
+            for i, d in enumerate(documents)
+        ]
+        before, after = self.wrapper_ids(encoder)
+        docs = encode_prompt_parts(
+            encoder, parts, before=before, after=after, add_special_tokens=True,
+            max_length=max_length,
+        )  # fmt: skip
+        return EncodedRequest(tuple(docs))
+
+
+@dataclass(frozen=True)
+class CtxlV2Recipe(PromptRecipe):
     """ContextualAI ctxl-rerank-v2-instruct-multilingual-{1b,2b,6b}.
 
     Prompt (document BEFORE the query, instruction after one space, no chat template)::
@@ -368,26 +405,10 @@ class CtxlV2Recipe(FormatRecipe):
     def score_token_ids(self, encoder: TextEncoder) -> tuple[int, ...]:
         return (self.score_token,)
 
-    def encode(
-        self,
-        encoder: TextEncoder,
-        query: str,
-        instruction: str | None,
-        documents: Sequence[str],
-        metadata: Sequence[str] | None,
-        *,
-        max_length: int,
-    ) -> EncodedRequest:
-        parts = [
-            self.prompt_parts(query, instruction, d, _metadata_for(metadata, i))
-            for i, d in enumerate(documents)
-        ]
-        docs = encode_prompt_parts(encoder, parts, add_special_tokens=True, max_length=max_length)
-        return EncodedRequest(tuple(docs))
 
 
 @dataclass(frozen=True)
-class Qwen3Recipe(FormatRecipe):
+class Qwen3Recipe(PromptRecipe):
     """Qwen/Qwen3-Reranker-{0.6B,4B,8B}: yes/no judgement.
 
     ``prefix`` and ``suffix`` are tokenized on their own; the body
@@ -427,29 +448,8 @@ class Qwen3Recipe(FormatRecipe):
     def score_token_ids(self, encoder: TextEncoder) -> tuple[int, ...]:
         return (_single_token(encoder, self.yes_token), _single_token(encoder, self.no_token))
 
-    def encode(
-        self,
-        encoder: TextEncoder,
-        query: str,
-        instruction: str | None,
-        documents: Sequence[str],
-        metadata: Sequence[str] | None,
-        *,
-        max_length: int,
-    ) -> EncodedRequest:
-        parts = [
-            self.prompt_parts(query, instruction, d, _metadata_for(metadata, i))
-            for i, d in enumerate(documents)
-        ]
-        docs = encode_prompt_parts(
-            encoder,
-            parts,
-            before=encoder.encode(self.prefix),
-            after=encoder.encode(self.suffix),
-            add_special_tokens=True,
-            max_length=max_length,
-        )
-        return EncodedRequest(tuple(docs))
+    def wrapper_ids(self, encoder: TextEncoder) -> tuple[list[int], list[int]]:
+        return encoder.encode(self.prefix), encoder.encode(self.suffix)
 
 
 #: estimated maximum raw score per public checkpoint (mxbai-rerank 0.1.6's table).
