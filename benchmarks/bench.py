@@ -322,7 +322,7 @@ def run_adapters(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_remote(args: argparse.Namespace) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT / "tests"))
-    from remote_server import RerankTestServer
+    from helpers.remote_server import RerankTestServer
 
     from rerank_integrations.backends.remote import RemoteReranker
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-# No test touches the internet: every model / tokenizer is built locally (tests/tiny_models.py).
+# No test touches the internet: every model / tokenizer is built locally (tests/helpers/tiny_models.py).
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
@@ -33,7 +33,7 @@ def tiny_models_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_mxbai_dir(tiny_models_root: Path) -> Path:
     """Qwen2 causal LM for the ``mxbai-v2`` format."""
-    from tiny_models import make_tiny_qwen2
+    from helpers.tiny_models import make_tiny_qwen2
 
     return make_tiny_qwen2(tiny_models_root / "tiny-mxbai-rerank-v2")
 
@@ -41,7 +41,7 @@ def tiny_mxbai_dir(tiny_models_root: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_ctxl_dir(tiny_models_root: Path) -> Path:
     """Qwen3 causal LM for the ``ctxl-v2`` format."""
-    from tiny_models import make_tiny_qwen3
+    from helpers.tiny_models import make_tiny_qwen3
 
     return make_tiny_qwen3(tiny_models_root / "tiny-ctxl-rerank-v2-instruct-multilingual", seed=1)
 
@@ -49,7 +49,7 @@ def tiny_ctxl_dir(tiny_models_root: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_qwen3_reranker_dir(tiny_models_root: Path) -> Path:
     """Qwen3 causal LM for the ``qwen3`` (Qwen3-Reranker) format."""
-    from tiny_models import make_tiny_qwen3
+    from helpers.tiny_models import make_tiny_qwen3
 
     return make_tiny_qwen3(tiny_models_root / "tiny-Qwen3-Reranker", seed=3)
 
@@ -57,7 +57,7 @@ def tiny_qwen3_reranker_dir(tiny_models_root: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_xlmr_dir(tiny_models_root: Path) -> Path:
     """XLMRobertaForSequenceClassification (one label) for the ``cross-encoder`` format."""
-    from tiny_models import make_tiny_xlmr
+    from helpers.tiny_models import make_tiny_xlmr
 
     return make_tiny_xlmr(tiny_models_root / "tiny-xlm-roberta-cross-encoder")
 
@@ -65,6 +65,6 @@ def tiny_xlmr_dir(tiny_models_root: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_jina_dir(tiny_models_root: Path) -> Path:
     """The same weights as ``tiny_xlmr_dir`` in jina-reranker-v2's checkpoint naming."""
-    from tiny_models import make_tiny_jina
+    from helpers.tiny_models import make_tiny_jina
 
     return make_tiny_jina(tiny_models_root / "tiny-jina-reranker-v2-base-multilingual")

@@ -68,7 +68,8 @@ from typing import Any, TypeVar
 from rerank_integrations.base import Reranker
 from rerank_integrations.errors import RerankInputError, RerankTypeError
 from rerank_integrations.metadata import MetadataFormatter, format_metadata
-from rerank_integrations.ranking import select_results, validate_score_threshold
+from rerank_integrations.ranking import select_results
+from rerank_integrations.validation import validate_score_threshold
 from rerank_integrations.results import RerankResult
 from rerank_integrations.validation import validate_instruction, validate_top_n
 

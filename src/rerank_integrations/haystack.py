@@ -47,7 +47,7 @@ from rerank_integrations.base import Reranker  # noqa: E402
 from rerank_integrations.config import BACKENDS  # noqa: E402
 from rerank_integrations.errors import RerankInputError, RerankTypeError  # noqa: E402
 from rerank_integrations.metadata import MetadataFormatter  # noqa: E402
-from rerank_integrations.ranking import validate_score_threshold  # noqa: E402
+from rerank_integrations.validation import validate_score_threshold  # noqa: E402
 from rerank_integrations.results import RerankResult  # noqa: E402
 from rerank_integrations.validation import (  # noqa: E402
     validate_instruction,

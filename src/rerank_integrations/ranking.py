@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
-from rerank_integrations.errors import RerankInputError
 from rerank_integrations.results import RerankResult
 
 
 def sort_results(results: Iterable[RerankResult]) -> list[RerankResult]:
     """Sort by ``relevance_score`` descending; ties keep input order (``index`` ascending)."""
     return sorted(results, key=lambda r: (-r.relevance_score, r.index))
-
-
-def validate_score_threshold(threshold: object, *, field: str = "score_threshold") -> float | None:
-    """``None`` or a finite real number (``0`` and ``0.0`` are real thresholds)."""
-    if threshold is None:
-        return None
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float):
-        raise RerankInputError(field, f"must be a number or None, got {type(threshold).__name__}")
-    if not math.isfinite(threshold):
-        raise RerankInputError(field, f"must be finite, got {threshold}")
-    return float(threshold)
 
 
 def select_results(

@@ -324,7 +324,7 @@ def test_end_to_end_tiny_local_model(tiny_ctxl_dir: Any) -> None:
 
 
 async def test_end_to_end_loopback_server_async() -> None:
-    from remote_server import RerankTestServer
+    from helpers.remote_server import RerankTestServer
 
     with RerankTestServer() as server:
         compressor = RerankCompressor(

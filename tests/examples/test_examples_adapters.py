@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from remote_server import RerankTestServer
+from helpers.remote_server import RerankTestServer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ["examples/langchain_rerank.py", "examples/llama_index_rerank.py"]
 LINE = re.compile(r"^\s*(\d+)\. (\d\.\d{4})  (\d{4}-\d\d-\d\d)  ", re.M)
 

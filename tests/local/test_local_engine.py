@@ -1,10 +1,10 @@
-"""LocalReranker end to end on tiny random-weight models (tests/tiny_models.py via conftest).
+"""LocalReranker end to end on tiny random-weight models (tests/helpers/tiny_models.py via conftest).
 
 Covers: loading + detection for every format, batch invariance, order restoration, shared-prefix
 reuse, thread safety, arerank concurrency (shared batches, loop never blocked), the truncation
 warning, instruction handling, safe loading (safetensors only, no remote code), OOM back-off
 through the real batch runner, lifecycle and config round trip. Parity with the reference
-implementations lives in the parity tests (tests/test_local_parity*.py).
+implementations lives in the parity tests (tests/parity/).
 """
 
 from __future__ import annotations
@@ -528,7 +528,7 @@ def test_example_runs_with_a_local_directory(
     import os
 
     model_dir: Path = request.getfixturevalue(fixture)
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     out = subprocess.run(
         [sys.executable, "examples/local_rerank.py", "--model", str(model_dir), "--top-n", "3"],
         capture_output=True, text=True, timeout=300, cwd=root,

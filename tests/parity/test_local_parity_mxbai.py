@@ -1,7 +1,7 @@
 """Parity of the ``mxbai-v2`` format with the official ``mxbai-rerank`` package (``MxbaiRerankV2``).
 
 The reference runs in its own environment (transformers<5, see constraints-ref.txt): the test
-calls ``tests/reference/run_mxbai_reference.py`` with ``$RERANK_REF_PYTHON`` on the SAME tiny
+calls ``tests/parity/reference/run_mxbai_reference.py`` with ``$RERANK_REF_PYTHON`` on the SAME tiny
 Qwen2 directory and compares raw scores (logit("1") - logit("0")) within 1e-4 in fp32.
 
 Without ``RERANK_REF_PYTHON`` the test is skipped, unless ``RERANK_REQUIRE_REF=1`` (``make test``

@@ -197,7 +197,7 @@ def test_ctxl_v2_instruction_changes_the_prompt(ctxl_oracle: _Oracle) -> None:
 
 def test_ctxl_v2_without_pad_token_uses_eos(tiny_models_root: Path) -> None:
     """A tokenizer without a pad token must still batch (EOS as pad) and score like the formula."""
-    from tiny_models import make_tiny_qwen3
+    from helpers.tiny_models import make_tiny_qwen3
 
     model_dir = make_tiny_qwen3(
         tiny_models_root / "tiny-ctxl-rerank-v2-nopad", seed=5, tokenizer_kwargs={"pad_token": None}

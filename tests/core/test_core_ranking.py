@@ -9,9 +9,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rerank_integrations import RerankInputError, RerankResult, select_results, sort_results
+from rerank_integrations import (
+    RerankInputError,
+    RerankResult,
+    RerankTypeError,
+    select_results,
+    sort_results,
+)
 from rerank_integrations._testing import FakeReranker
-from rerank_integrations.ranking import validate_score_threshold
+from rerank_integrations.validation import validate_score_threshold
 
 # few distinct scores so that ties are common
 scores = st.lists(st.sampled_from([0.0, 0.1, 0.5, 0.5, 0.9, 1.0]), max_size=30)
@@ -94,11 +100,16 @@ def test_threshold_zero_is_a_real_value() -> None:
     assert [r.index for r in select_results(results, score_threshold=0.1)] == [1]
 
 
-@pytest.mark.parametrize("bad", [math.nan, math.inf, "0.5", True, [0.1]])
-def test_bad_threshold(bad: object) -> None:
-    with pytest.raises(RerankInputError) as info:
+@pytest.mark.parametrize(
+    ("bad", "exc"),
+    [(math.nan, RerankInputError), (math.inf, RerankInputError), ("0.5", RerankTypeError),
+     (True, RerankTypeError), ([0.1], RerankTypeError)],
+)
+def test_bad_threshold(bad: object, exc: type[Exception]) -> None:
+    with pytest.raises(exc) as info:
         validate_score_threshold(bad)
-    assert info.value.field == "score_threshold"
+    assert type(info.value) is exc
+    assert info.value.field == "score_threshold"  # type: ignore[attr-defined]
 
 
 def test_result_is_frozen() -> None:

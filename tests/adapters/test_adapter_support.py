@@ -39,17 +39,27 @@ def fake() -> FakeReranker:
 # --- options ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("bad", [0, -1, True, 1.5, "3"])
-def test_options_reject_bad_top_n(bad: Any) -> None:
-    with pytest.raises(RerankInputError) as info:
+@pytest.mark.parametrize(
+    ("bad", "exc"),
+    [(0, RerankInputError), (-1, RerankInputError), (True, RerankTypeError),
+     (1.5, RerankTypeError), ("3", RerankTypeError)],
+)
+def test_options_reject_bad_top_n(bad: Any, exc: type[Exception]) -> None:
+    with pytest.raises(exc) as info:
         RerankOptions(top_n=bad)
+    assert type(info.value) is exc
     assert info.value.field == "top_n"
 
 
-@pytest.mark.parametrize("bad", [float("nan"), float("inf"), "0.5", True])
-def test_options_reject_bad_threshold(bad: Any) -> None:
-    with pytest.raises(RerankInputError) as info:
+@pytest.mark.parametrize(
+    ("bad", "exc"),
+    [(float("nan"), RerankInputError), (float("inf"), RerankInputError),
+     ("0.5", RerankTypeError), (True, RerankTypeError)],
+)
+def test_options_reject_bad_threshold(bad: Any, exc: type[Exception]) -> None:
+    with pytest.raises(exc) as info:
         RerankOptions(score_threshold=bad)
+    assert type(info.value) is exc
     assert info.value.field == "score_threshold"
 
 
@@ -204,12 +214,14 @@ def test_per_call_overrides_and_none_means_configured() -> None:
     assert r.calls[-1].instruction == "pc"
 
 
-@pytest.mark.parametrize("bad", [0, -2, False])
-def test_per_call_top_n_zero_rejected_even_on_empty(bad: Any) -> None:
+@pytest.mark.parametrize(
+    ("bad", "exc"), [(0, RerankInputError), (-2, RerankInputError), (False, RerankTypeError)]
+)
+def test_per_call_top_n_zero_rejected_even_on_empty(bad: Any, exc: type[Exception]) -> None:
     r = fake()
-    with pytest.raises(RerankInputError):
+    with pytest.raises(exc):
         rerank_texts(r, "q", TEXTS, None, RerankOptions(), top_n=bad)
-    with pytest.raises(RerankInputError):
+    with pytest.raises(exc):
         rerank_texts(r, "q", [], None, RerankOptions(), top_n=bad)
     assert r.calls == []
 

@@ -1,4 +1,4 @@
-"""RemoteReranker against a real HTTP server on 127.0.0.1 (tests/remote_server.py).
+"""RemoteReranker against a real HTTP server on 127.0.0.1 (tests/helpers/remote_server.py).
 
 Every wait between retries goes through an injected sleep that only records the delay, so
 the fault table runs in well under a second apart from the deliberate timeouts.
@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
-from remote_server import DOCUMENT_LIMIT_MESSAGES, Fault, RerankTestServer
+from helpers.remote_server import DOCUMENT_LIMIT_MESSAGES, Fault, RerankTestServer
 
 from rerank_integrations import (
     MissingExtraError,
@@ -41,7 +41,7 @@ from rerank_integrations.backends.remote_limits import estimate_tokens
 from rerank_integrations.backends.remote_policy import is_passthrough
 from rerank_integrations.ranking import select_results
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NOW = 1_700_000_000.0
 SECRET = "sk-test-3f9a1c0d5e7b42"
 

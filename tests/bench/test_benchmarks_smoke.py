@@ -4,7 +4,7 @@
 - The reference recipes written in benchmarks/references.py score like our LocalReranker on the
   benchmark's own (CPU-profile) random models, so a speed ratio in the table compares the same
   computation. (The official mxbai-rerank package runs only under transformers 4; its parity
-  with our backend is tested in tests/test_local_parity_mxbai.py, here the mxbai token-id
+  with our backend is tested in tests/parity/test_local_parity_mxbai.py, here the mxbai token-id
   assembly of the plain recipe is checked.)
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 

@@ -182,9 +182,9 @@ def test_map_jina_state_dict_refuses_bad_wqkv() -> None:
 
 
 def test_map_jina_state_dict_inverts_the_test_factorys_renaming() -> None:
-    """Round trip through the independent stock->jina renaming in tests/tiny_models.py."""
+    """Round trip through the independent stock->jina renaming in tests/helpers/tiny_models.py."""
     torch = pytest.importorskip("torch")
-    from tiny_models import xlmr_state_dict_to_jina
+    from helpers.tiny_models import xlmr_state_dict_to_jina
 
     stock = map_jina_state_dict(_jina_layer_keys(torch))
     back = map_jina_state_dict(xlmr_state_dict_to_jina(stock))

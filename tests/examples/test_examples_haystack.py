@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = "examples/haystack_rerank.py"
 
 
@@ -84,7 +84,7 @@ def test_example_top_k(tiny_ctxl_dir: Path, capsys: pytest.CaptureFixture[str]) 
 
 
 def test_example_against_the_loopback_server(capsys: pytest.CaptureFixture[str]) -> None:
-    from remote_server import RerankTestServer
+    from helpers.remote_server import RerankTestServer
 
     corpus = _corpus()
     with RerankTestServer() as server:
@@ -131,7 +131,7 @@ def test_example_remote_without_key_explains(
 def test_example_self_hosted_format_folds_instruction_and_metadata(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from remote_server import RerankTestServer
+    from helpers.remote_server import RerankTestServer
 
     with RerankTestServer() as server:
         code, out, err = _main(

@@ -197,8 +197,8 @@ def test_top_k_zero_is_rejected_before_any_work() -> None:
         RerankRanker(fake(), top_k=0)
     reranker = fake()
     ranker = RerankRanker(reranker)
-    for bad in (0, -1, True):
-        with pytest.raises(RerankInputError, match="top_k"):
+    for bad, exc in ((0, RerankInputError), (-1, RerankInputError), (True, RerankTypeError)):
+        with pytest.raises(exc, match="top_k"):
             ranker.run(QUERY, DOCS, top_k=bad)
     with pytest.raises(RerankInputError, match="top_k"):
         ranker.run(QUERY, [], top_k=0)  # empty input does not hide a bad argument
@@ -230,7 +230,7 @@ def test_threshold_is_applied_before_top_k() -> None:
 def test_bad_threshold_rejected() -> None:
     with pytest.raises(RerankInputError, match="score_threshold"):
         RerankRanker(fake(), score_threshold=float("nan"))
-    with pytest.raises(RerankInputError, match="score_threshold"):
+    with pytest.raises(RerankTypeError, match="score_threshold"):
         RerankRanker(fake()).run(QUERY, DOCS, score_threshold="high")  # type: ignore[arg-type]
 
 
@@ -533,7 +533,7 @@ REMOTE_SCORES = {
 
 @pytest.fixture
 def server() -> Iterator[Any]:
-    from remote_server import RerankTestServer
+    from helpers.remote_server import RerankTestServer
 
     with RerankTestServer() as srv:
         srv.scores = dict(REMOTE_SCORES)
@@ -584,7 +584,7 @@ async def test_remote_backend_end_to_end(server: Any, monkeypatch: pytest.Monkey
 
 
 def test_remote_backend_errors_surface(server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from remote_server import Fault
+    from helpers.remote_server import Fault
 
     from rerank_integrations.errors import RemoteStatusError
 

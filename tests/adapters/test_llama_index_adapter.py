@@ -457,7 +457,7 @@ async def test_end_to_end_tiny_local_model(tiny_ctxl_dir: Any) -> None:
 
 
 def test_end_to_end_loopback_server() -> None:
-    from remote_server import RerankTestServer
+    from helpers.remote_server import RerankTestServer
 
     with RerankTestServer() as server:
         pp = RerankPostprocessor(

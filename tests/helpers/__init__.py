@@ -1,0 +1,1 @@
+"""Shared test helpers: tiny model factories and the loopback rerank server."""
