@@ -79,7 +79,7 @@ def make_ranker(args: argparse.Namespace) -> RerankRanker:
         if args.api_format not in (None, "contextual"):
             # Only the Contextual API has instruction and metadata fields: for other APIs, fold
             # the instruction into the query and the metadata into each document's text.
-            settings["backend_kwargs"] = {"fold_unsupported": True}
+            settings["reranker_kwargs"] = {"fold_unsupported": True}
         return RerankRanker(
             backend="remote",
             model=args.model or DEFAULT_REMOTE_MODEL,

@@ -3,12 +3,17 @@
 Importing this package imports no torch, httpx or framework: :class:`LocalReranker` and
 :class:`RemoteReranker` are loaded on first access, and each raises
 :class:`~rerank_integrations.errors.MissingExtraError` naming the ``pip install`` command
-when its extra is missing.
+when its extra is missing. (They are in ``__all__``, so ``from rerank_integrations import *``
+loads both backends: import names explicitly to stay light.)
+
+``__version__`` comes from the installed distribution's metadata (pyproject.toml is the one
+source); the remote backend sends it in its User-Agent.
 """
 
 from __future__ import annotations
 
 import importlib
+from importlib import metadata as _metadata
 from typing import TYPE_CHECKING, Any
 
 from rerank_integrations.base import Reranker
@@ -35,7 +40,10 @@ if TYPE_CHECKING:
     from rerank_integrations.backends.local import LocalReranker as LocalReranker
     from rerank_integrations.backends.remote import RemoteReranker as RemoteReranker
 
-__version__ = "0.1.0"
+try:
+    __version__ = _metadata.version("rerank-integrations")
+except _metadata.PackageNotFoundError:  # pragma: no cover - running from a bare source tree
+    __version__ = "0+unknown"
 
 _LAZY = {
     "LocalReranker": "rerank_integrations.backends.local",
@@ -50,12 +58,14 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "LocalReranker",
     "MetadataFormatter",
     "MissingExtraError",
     "ModelLoadError",
     "OutOfMemoryError",
     "RemoteConnectionError",
     "RemoteError",
+    "RemoteReranker",
     "RemoteResponseError",
     "RemoteStatusError",
     "RemoteTimeoutError",

@@ -69,9 +69,15 @@ from rerank_integrations.base import Reranker
 from rerank_integrations.errors import RerankInputError, RerankTypeError
 from rerank_integrations.metadata import MetadataFormatter, format_metadata
 from rerank_integrations.ranking import select_results
-from rerank_integrations.validation import validate_score_threshold
 from rerank_integrations.results import RerankResult
-from rerank_integrations.validation import validate_instruction, validate_top_n
+from rerank_integrations.validation import (
+    bool_value,
+    optional_callable,
+    optional_str_sequence,
+    validate_instruction,
+    validate_score_threshold,
+    validate_top_n,
+)
 
 __all__ = [
     "RAW_SCORE_KEY",
@@ -115,22 +121,9 @@ T = TypeVar("T")
 
 
 def _validate_metadata_keys(keys: object) -> tuple[str, ...] | None:
-    if keys is None:
-        return None
-    if isinstance(keys, str | bytes) or not isinstance(keys, Sequence | set | frozenset):
-        raise RerankTypeError(
-            "metadata_keys", f"must be a sequence of str or None, got {type(keys).__name__}"
-        )
-    result = tuple(keys)
-    for i, key in enumerate(result):
-        if not isinstance(key, str):
-            raise RerankTypeError(f"metadata_keys[{i}]", f"must be a str, got {type(key).__name__}")
-    return result
-
-
-def _validate_callable(value: object, field_name: str) -> None:
-    if value is not None and not callable(value):
-        raise RerankTypeError(field_name, f"must be callable or None, got {type(value).__name__}")
+    if isinstance(keys, set | frozenset):
+        keys = tuple(keys)
+    return optional_str_sequence("metadata_keys", keys)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,19 +143,13 @@ class RerankOptions:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "top_n", validate_top_n(self.top_n))
-        object.__setattr__(
-            self, "score_threshold", validate_score_threshold(self.score_threshold)
-        )
+        object.__setattr__(self, "score_threshold", validate_score_threshold(self.score_threshold))
         object.__setattr__(self, "instruction", validate_instruction(self.instruction))
-        _validate_callable(self.instruction_fn, "instruction_fn")
+        optional_callable("instruction_fn", self.instruction_fn)
         object.__setattr__(self, "metadata_keys", _validate_metadata_keys(self.metadata_keys))
-        _validate_callable(self.metadata_formatter, "metadata_formatter")
-        if self.send_metadata is not None and not isinstance(self.send_metadata, bool):
-            raise RerankTypeError(
-                "send_metadata",
-                f"must be a bool or None, got {type(self.send_metadata).__name__}",
-            )
-
+        optional_callable("metadata_formatter", self.metadata_formatter)
+        if self.send_metadata is not None:
+            bool_value("send_metadata", self.send_metadata)
 
     @classmethod
     def from_object(cls, obj: object) -> RerankOptions:
@@ -442,34 +429,51 @@ def build_reranker(
 
 
 class LazyReranker:
-    """Holds a reranker, or the settings to build one on first :meth:`get` (thread-safe).
+    """Holds a reranker, or what builds one on first :meth:`get` (thread-safe).
 
-    Adapters keep one per instance (never shared), so constructing or deserialising an
-    adapter does no model loading or network work; :meth:`get` builds at most once.
+    The source is exactly one of: a ready ``reranker`` (the caller's: never closed here), a
+    ``config`` dict (:meth:`Reranker.to_config` output) or ``backend`` plus settings. Every
+    adapter (LangChain, LlamaIndex, Haystack) keeps one per instance (never shared), so
+    constructing or deserialising an adapter does no model loading or network work;
+    :meth:`get` builds at most once until :meth:`close`.
     """
 
     def __init__(
-        self, reranker: Reranker | None = None, *, backend: str | None = None, **settings: Any
+        self,
+        reranker: Reranker | None = None,
+        *,
+        config: Mapping[str, Any] | None = None,
+        backend: str | None = None,
+        **settings: Any,
     ) -> None:
         if reranker is not None:
             self._reranker: Reranker | None = build_reranker(reranker, backend=backend, **settings)
+        elif config is None and backend is None:
+            raise RerankInputError(
+                "backend", "no reranker given: set backend ('local' or 'remote')"
+            )
         else:
-            if backend is None:
-                raise RerankInputError(
-                    "backend", "no reranker given: set backend ('local' or 'remote')"
-                )
             self._reranker = None
         self._given = reranker
+        self._config = None if config is None else dict(config)
         self._backend = backend
         self._settings = settings
         self._lock = threading.Lock()
 
     def same_source(
-        self, reranker: Reranker | None = None, *, backend: str | None = None, **settings: Any
+        self,
+        reranker: Reranker | None = None,
+        *,
+        config: Mapping[str, Any] | None = None,
+        backend: str | None = None,
+        **settings: Any,
     ) -> bool:
-        """Whether this holder was made from exactly this reranker / these settings."""
+        """Whether this holder was made from exactly this reranker / config / settings."""
         return (
-            self._given is reranker and self._backend == backend and self._settings == settings
+            self._given is reranker
+            and self._config == (None if config is None else dict(config))
+            and self._backend == backend
+            and self._settings == settings
         )
 
     @property
@@ -478,22 +482,35 @@ class LazyReranker:
         return self._reranker is not None
 
     def get(self) -> Reranker:
-        """The reranker, built from the settings on the first call."""
+        """The reranker, built from the config/settings on the first call."""
         if self._reranker is None:
             with self._lock:
                 if self._reranker is None:
-                    self._reranker = build_reranker(backend=self._backend, **self._settings)
+                    if self._config is not None:
+                        self._reranker = Reranker.from_config(dict(self._config))
+                    else:
+                        self._reranker = build_reranker(backend=self._backend, **self._settings)
         return self._reranker
 
+    def _take_built(self) -> Reranker | None:
+        """Detach a reranker this holder built (a later :meth:`get` builds a fresh one)."""
+        if self._given is not None:
+            return None
+        with self._lock:
+            built, self._reranker = self._reranker, None
+        return built
+
     def close(self) -> None:
-        """Close the reranker if it was built from settings (a given one is the caller's)."""
-        if self._backend is not None and self._reranker is not None:
-            self._reranker.close()
+        """Close the reranker if this holder built it (a given one is the caller's)."""
+        built = self._take_built()
+        if built is not None:
+            built.close()
 
     async def aclose(self) -> None:
         """Async :meth:`close`."""
-        if self._backend is not None and self._reranker is not None:
-            await self._reranker.aclose()
+        built = self._take_built()
+        if built is not None:
+            await built.aclose()
 
 
 RERANKER_SETTING_FIELDS = ("model", "base_url", "api_format", "model_format", "device")
@@ -522,6 +539,7 @@ def refresh_reranker(
     holder: LazyReranker | None,
     reranker: Reranker | None = None,
     *,
+    config: Mapping[str, Any] | None = None,
     backend: str | None = None,
     **settings: Any,
 ) -> LazyReranker:
@@ -531,6 +549,8 @@ def refresh_reranker(
     calling this on each use means a changed ``model`` (say) is never silently shadowed by a
     reranker built from the old settings. The old holder is not closed: a copy may still use it.
     """
-    if holder is not None and holder.same_source(reranker, backend=backend, **settings):
+    if holder is not None and holder.same_source(
+        reranker, config=config, backend=backend, **settings
+    ):
         return holder
-    return LazyReranker(reranker, backend=backend, **settings)
+    return LazyReranker(reranker, config=config, backend=backend, **settings)

@@ -13,9 +13,10 @@ called from :mod:`rerank_integrations.adapter_support`. Behaviour is documented 
 ``docs/haystack.md``.
 """
 
+import asyncio
 import dataclasses
 import logging
-import threading
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -36,22 +37,25 @@ from haystack.utils import (  # noqa: E402
 from rerank_integrations.adapter_support import (  # noqa: E402
     RAW_SCORE_KEY,
     InstructionFn,
+    LazyReranker,
     RerankOptions,
     arerank_texts,
-    build_reranker,
     dedupe_best,
     pair_results,
+    refresh_reranker,
     rerank_texts,
 )
 from rerank_integrations.base import Reranker  # noqa: E402
 from rerank_integrations.config import BACKENDS  # noqa: E402
 from rerank_integrations.errors import RerankInputError, RerankTypeError  # noqa: E402
 from rerank_integrations.metadata import MetadataFormatter  # noqa: E402
-from rerank_integrations.validation import validate_score_threshold  # noqa: E402
 from rerank_integrations.results import RerankResult  # noqa: E402
 from rerank_integrations.validation import (  # noqa: E402
+    optional_mapping,
+    optional_str_sequence,
     validate_instruction,
     validate_query,
+    validate_score_threshold,
     validate_top_n,
 )
 
@@ -97,7 +101,7 @@ class RerankRanker:
         api_format: str | None = None,
         api_key: Secret | None = None,
         device: ComponentDevice | None = None,
-        backend_kwargs: Mapping[str, Any] | None = None,
+        reranker_kwargs: Mapping[str, Any] | None = None,
         top_k: int | None = 10,
         score_threshold: float | None = None,
         instruction: str | None = None,
@@ -106,6 +110,7 @@ class RerankRanker:
         metadata_keys: Sequence[str] | None = None,
         metadata_formatter: MetadataFormatter | None = None,
         send_metadata: bool | None = None,
+        backend_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         """Configure the ranker (no model loading or network work happens here).
 
@@ -122,7 +127,8 @@ class RerankRanker:
             name, never the value. ``None`` (default) leaves the key to the remote backend's own
             policy: the format's env var for its public host, no key for a custom ``base_url``.
         :param device: ``ComponentDevice`` for the local backend (passed as a torch device string).
-        :param backend_kwargs: further JSON-serialisable constructor arguments for the backend.
+        :param reranker_kwargs: further JSON-serialisable constructor arguments of the
+            backend's Reranker (the same name as in the LangChain and LlamaIndex adapters).
         :param top_k: keep at most this many documents (``None``: all). ``0`` is rejected.
         :param score_threshold: keep documents with ``score >= score_threshold`` (``0.0`` is real).
         :param instruction: the reranker instruction, e.g. ``"prefer the most recent source"``.
@@ -136,7 +142,21 @@ class RerankRanker:
         :param send_metadata: ``None`` (default) sends metadata when the reranker accepts it
             (local models, the Contextual API; see ``Reranker.accepts_metadata``), ``True``
             always, ``False`` never.
+        :param backend_kwargs: deprecated name of ``reranker_kwargs`` (a DeprecationWarning).
         """
+        if backend_kwargs is not None:
+            warnings.warn(
+                "RerankRanker(backend_kwargs=...) is deprecated: use reranker_kwargs=...",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            if reranker_kwargs is not None:
+                raise RerankInputError(
+                    "backend_kwargs", "is the deprecated name of reranker_kwargs: give one"
+                )
+            reranker_kwargs = backend_kwargs
+        optional_str_sequence("meta_fields_to_embed", meta_fields_to_embed)
+        optional_str_sequence("metadata_keys", metadata_keys)
         if (
             meta_fields_to_embed is not None
             and metadata_keys is not None
@@ -156,8 +176,7 @@ class RerankRanker:
             raise RerankInputError("device", "is only used by the local backend")
         if api_key is not None and backend not in (None, "remote"):
             raise RerankInputError("api_key", "is only used by the remote backend")
-        if backend_kwargs is not None and not isinstance(backend_kwargs, Mapping):
-            raise RerankTypeError("backend_kwargs", "must be a mapping or None")
+        optional_mapping("reranker_kwargs", reranker_kwargs)
 
         self.backend = backend
         self.model = model
@@ -165,7 +184,7 @@ class RerankRanker:
         self.api_format = api_format
         self.api_key = api_key
         self.device = device
-        self.backend_kwargs = dict(backend_kwargs) if backend_kwargs is not None else None
+        self.reranker_kwargs = dict(reranker_kwargs) if reranker_kwargs is not None else None
         self.top_k = top_k
         self.score_threshold = score_threshold
         self.instruction = instruction
@@ -175,18 +194,16 @@ class RerankRanker:
         self.send_metadata = send_metadata
         self._options()  # validate now: a bad top_k/threshold/... fails at construction
 
-        self._lock = threading.Lock()
         self._given: Reranker | None = None  # the caller's reranker: never closed here
         self._config: dict[str, Any] | None = None  # a to_config() dict: built in warm_up
-        self._built: Reranker | None = None  # built from config/settings: ours to close
-        self._built_from: tuple[Any, ...] | None = None  # the settings it was built from
+        self._holder: LazyReranker | None = None  # the same lazy holder as the other adapters
         plain = {
             "backend": backend,
             "model": model,
             "base_url": base_url,
             "api_format": api_format,
             "device": device,
-            "backend_kwargs": backend_kwargs,
+            "reranker_kwargs": reranker_kwargs,
             "api_key": api_key,
         }
         if reranker is not None:
@@ -196,7 +213,7 @@ class RerankRanker:
                     "reranker", f"pass either a Reranker or plain settings, not both (got {given})"
                 )
             if isinstance(reranker, Reranker):
-                self._given = build_reranker(reranker)
+                self._given = reranker
             elif isinstance(reranker, Mapping) and isinstance(reranker.get("backend"), str):
                 self._config = dict(reranker)
             else:
@@ -225,22 +242,19 @@ class RerankRanker:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def _source(self) -> tuple[Any, ...]:
-        """What the reranker is built from; a change after warm-up triggers a rebuild."""
-        device = self.device.to_dict() if self.device is not None else None
-        return (
-            self._config,
-            self.backend,
-            self.model,
-            self.base_url,
-            self.api_format,
-            self.api_key,
-            device,
-            self.backend_kwargs,
-        )
+    @property
+    def backend_kwargs(self) -> dict[str, Any] | None:
+        """Deprecated name of :attr:`reranker_kwargs`."""
+        warnings.warn("backend_kwargs is deprecated: use reranker_kwargs", DeprecationWarning, 2)
+        return self.reranker_kwargs
+
+    @backend_kwargs.setter
+    def backend_kwargs(self, value: Mapping[str, Any] | None) -> None:
+        warnings.warn("backend_kwargs is deprecated: use reranker_kwargs", DeprecationWarning, 2)
+        self.reranker_kwargs = None if value is None else dict(value)
 
     def _settings(self) -> dict[str, Any]:
-        """Constructor settings for the backend (``None`` values are dropped by build_reranker)."""
+        """Constructor settings for the backend (``None`` values are dropped when building)."""
         settings: dict[str, Any] = {
             "model": self.model,
             "base_url": self.base_url,
@@ -250,8 +264,21 @@ class RerankRanker:
             settings["device"] = self.device.to_torch_str()
         if self.backend == "remote" and self.api_key is not None:
             settings["api_key"] = self.api_key.resolve_value()
-        settings.update(self.backend_kwargs or {})
+        settings.update(self.reranker_kwargs or {})
         return settings
+
+    def _lazy(self) -> LazyReranker:
+        """The lazy holder for the current source; a reassigned setting gets a new holder.
+
+        Built by :func:`~rerank_integrations.adapter_support.refresh_reranker`, exactly as in
+        the LangChain and LlamaIndex adapters: nothing is built until it is needed, and a
+        holder made from old settings is never used for new ones.
+        """
+        if self._given is not None or self._config is not None:
+            self._holder = refresh_reranker(self._holder, self._given, config=self._config)
+        else:
+            self._holder = refresh_reranker(self._holder, backend=self.backend, **self._settings())
+        return self._holder
 
     def warm_up(self) -> None:
         """Build the reranker (model load / HTTP client). Idempotent; :meth:`run` calls it.
@@ -260,45 +287,26 @@ class RerankRanker:
         warm-up, a new reranker is built from the new settings (the old one is not closed: a
         run in flight may still use it).
         """
-        if self._given is not None:
-            return
-        source = self._source()
-        with self._lock:
-            if self._built is not None and self._built_from == source:
-                return
-            if self._config is not None:
-                built = Reranker.from_config(dict(self._config))
-            else:
-                built = build_reranker(backend=self.backend, **self._settings())
-            self._built, self._built_from = built, source
-            logger.debug("RerankRanker built a reranker for model %s", built.model_name)
+        built = self._lazy().get()
+        logger.debug("RerankRanker uses a reranker for model %s", built.model_name)
 
     async def warm_up_async(self) -> None:
-        """Async :meth:`warm_up`; runs on the event loop, as Haystack's pipelines expect."""
-        self.warm_up()
+        """Async :meth:`warm_up`: the build (a model load can take seconds) runs in a worker
+        thread, so the event loop keeps serving other tasks."""
+        await asyncio.to_thread(self.warm_up)
 
     def close(self) -> None:
         """Close a reranker this component built; a later run builds a fresh one.
 
         A :class:`Reranker` passed to the constructor belongs to the caller and is left open.
         """
-        with self._lock:
-            built, self._built, self._built_from = self._built, None, None
-        if built is not None:
-            built.close()
+        if self._holder is not None:
+            self._holder.close()
 
     async def close_async(self) -> None:
         """Async :meth:`close` (uses the reranker's ``aclose``)."""
-        with self._lock:
-            built, self._built, self._built_from = self._built, None, None
-        if built is not None:
-            await built.aclose()
-
-    def _reranker(self) -> Reranker:
-        reranker = self._given if self._given is not None else self._built
-        if reranker is None:  # pragma: no cover - warm_up always sets one or raises
-            raise RuntimeError("RerankRanker.warm_up() did not build a reranker")
-        return reranker
+        if self._holder is not None:
+            await self._holder.aclose()
 
     # -- serialisation ---------------------------------------------------------------------
 
@@ -317,7 +325,7 @@ class RerankRanker:
             api_format=self.api_format,
             api_key=self.api_key,  # Secret.to_dict(): env var names only; a token secret raises
             device=self.device,
-            backend_kwargs=self.backend_kwargs,
+            reranker_kwargs=self.reranker_kwargs,
             top_k=self.top_k,
             score_threshold=self.score_threshold,
             instruction=self.instruction,
@@ -410,7 +418,7 @@ class RerankRanker:
         self.warm_up()
         texts, metas = self._texts(docs)
         results = rerank_texts(
-            self._reranker(), query, texts, metas, options,
+            self._lazy(), query, texts, metas, options,
             instruction=instruction, top_n=top_k, score_threshold=score_threshold,
         )  # fmt: skip
         return {"documents": self._scored(docs, results)}
@@ -432,7 +440,7 @@ class RerankRanker:
         await self.warm_up_async()
         texts, metas = self._texts(docs)
         results = await arerank_texts(
-            self._reranker(), query, texts, metas, options,
+            self._lazy(), query, texts, metas, options,
             instruction=instruction, top_n=top_k, score_threshold=score_threshold,
         )  # fmt: skip
         return {"documents": self._scored(docs, results)}

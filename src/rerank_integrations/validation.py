@@ -194,9 +194,7 @@ def optional_str_sequence(field: str, value: object) -> tuple[str, ...] | None:
     if value is None:
         return None
     if isinstance(value, str | bytes) or not isinstance(value, Sequence):
-        raise RerankTypeError(
-            field, f"must be a list of str or None, got {_type_name(value)}"
-        )
+        raise RerankTypeError(field, f"must be a list of str or None, got {_type_name(value)}")
     items = tuple(value)
     for i, item in enumerate(items):
         if not isinstance(item, str):
@@ -239,7 +237,9 @@ def validate_query(query: object) -> str:
 def validate_documents(documents: object) -> tuple[str, ...]:
     """A sequence (not a str) of str; copied into a tuple."""
     if isinstance(documents, str | bytes) or not isinstance(documents, Sequence):
-        raise RerankTypeError("documents", f"must be a sequence of str, got {_type_name(documents)}")
+        raise RerankTypeError(
+            "documents", f"must be a sequence of str, got {_type_name(documents)}"
+        )
     docs = tuple(documents)
     for i, doc in enumerate(docs):
         text_value(f"documents[{i}]", doc)

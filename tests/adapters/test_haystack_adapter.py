@@ -153,7 +153,7 @@ def test_yaml_round_trip_needs_allowlist_and_gives_same_result(
 async def test_yaml_round_trip_with_env_allowlist_runs_async(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    pipeline = make_pipeline(RerankRanker(backend=FAKE, backend_kwargs={"scores": SCORES}))
+    pipeline = make_pipeline(RerankRanker(backend=FAKE, reranker_kwargs={"scores": SCORES}))
     expected = pipeline.run(pipeline_inputs(top_k=2))["ranker"]["documents"]
     assert [d.id for d in expected] == EXPECTED_ORDER[:2]
     monkeypatch.setenv("HAYSTACK_DESERIALIZATION_ALLOWLIST", "rerank_integrations")
@@ -412,10 +412,30 @@ def test_warm_up_builds_lazily_and_close_releases_what_it_built() -> None:
 async def test_close_async_closes_the_built_reranker() -> None:
     ranker = RerankRanker(fake_config())
     await ranker.warm_up_async()
-    built = ranker._built
+    built = ranker._lazy().get()
     assert isinstance(built, FakeReranker)
     await ranker.close_async()
     assert built.closed is True
+
+
+def test_backend_kwargs_is_a_deprecated_alias_of_reranker_kwargs() -> None:
+    with pytest.warns(DeprecationWarning, match="reranker_kwargs"):
+        ranker = RerankRanker(backend=FAKE, backend_kwargs={"scores": SCORES}, top_k=None)
+    assert ranker.reranker_kwargs == {"scores": SCORES}
+    assert ids(ranker.run(QUERY, DOCS)) == EXPECTED_ORDER
+    assert "backend_kwargs" not in ranker.to_dict()["init_parameters"]
+    assert ranker.to_dict()["init_parameters"]["reranker_kwargs"] == {"scores": SCORES}
+    with pytest.warns(DeprecationWarning):
+        ranker.backend_kwargs = {"scores": {d.content: float(i) / 10 for i, d in enumerate(DOCS)}}
+    assert ids(ranker.run(QUERY, DOCS)) == ["e", "d", "c", "b", "a"]
+    with pytest.raises(RerankInputError, match="backend_kwargs"), pytest.warns(DeprecationWarning):
+        RerankRanker(backend=FAKE, backend_kwargs={}, reranker_kwargs={})
+
+
+def test_meta_fields_to_embed_must_be_a_list_not_a_str() -> None:
+    with pytest.raises(RerankTypeError) as info:
+        RerankRanker(fake(), meta_fields_to_embed="date")  # type: ignore[arg-type]
+    assert info.value.field == "meta_fields_to_embed"
 
 
 # -- serialisation and secrets --------------------------------------------------------------------
@@ -458,7 +478,7 @@ def test_to_dict_from_dict_round_trip(monkeypatch: pytest.MonkeyPatch) -> None:
         base_url="http://127.0.0.1:9/v1",
         api_format="contextual",
         api_key=Secret.from_env_var(["MY_KEY", "CONTEXTUAL_API_KEY"]),
-        backend_kwargs={"timeout": 5.0},
+        reranker_kwargs={"timeout": 5.0},
         top_k=3,
         score_threshold=0.0,
         instruction="prefer recent",
@@ -514,9 +534,9 @@ def test_reassigned_attributes_are_honoured() -> None:
 
 
 def test_changed_backend_settings_rebuild_the_reranker() -> None:
-    ranker = RerankRanker(backend=FAKE, backend_kwargs={"scores": SCORES}, top_k=None)
+    ranker = RerankRanker(backend=FAKE, reranker_kwargs={"scores": SCORES}, top_k=None)
     assert ids(ranker.run(QUERY, DOCS)) == EXPECTED_ORDER
-    ranker.backend_kwargs = {"scores": {d.content: float(i) / 10 for i, d in enumerate(DOCS)}}
+    ranker.reranker_kwargs = {"scores": {d.content: float(i) / 10 for i, d in enumerate(DOCS)}}
     assert ids(ranker.run(QUERY, DOCS)) == ["e", "d", "c", "b", "a"]
 
 
@@ -590,7 +610,7 @@ def test_remote_backend_errors_surface(server: Any, monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setenv("HS_TEST_RERANK_KEY", "sk-loopback-777")
     server.script.extend([Fault.error(401)])
-    ranker = remote_ranker(server, backend_kwargs={"max_retries": 0})
+    ranker = remote_ranker(server, reranker_kwargs={"max_retries": 0})
     with pytest.raises(RemoteStatusError) as info:
         ranker.run(QUERY, DOCS)
     assert "sk-loopback-777" not in str(info.value)
@@ -599,7 +619,7 @@ def test_remote_backend_errors_surface(server: Any, monkeypatch: pytest.MonkeyPa
 
     server.script.extend([Fault.error(401)])
     pipeline = Pipeline()
-    pipeline.add_component("ranker", remote_ranker(server, backend_kwargs={"max_retries": 0}))
+    pipeline.add_component("ranker", remote_ranker(server, reranker_kwargs={"max_retries": 0}))
     with pytest.raises(PipelineRuntimeError) as wrapped:
         pipeline.run({"ranker": {"query": QUERY, "documents": DOCS}})
     assert isinstance(wrapped.value.__cause__, RemoteStatusError)

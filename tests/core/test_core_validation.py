@@ -37,7 +37,7 @@ BAD_INPUTS: list[tuple[str, dict[str, object], type[Exception], str]] = [
     ("instruction list", {"instruction": ["x"]}, RerankTypeError, "instruction"),
     ("query lone surrogate", {"query": "q\udcff"}, RerankInputError, "query"),
     ("doc lone surrogate", {"documents": ["a", "b\ud800c"]}, RerankInputError, "documents[1]"),
-    ("metadata lone surrogate", {"metadata": ["a", "b", "\udcff"]}, RerankInputError, "metadata[2]"),
+    ("metadata surrogate", {"metadata": ["a", "b", "\udcff"]}, RerankInputError, "metadata[2]"),
     ("instruction lone surrogate", {"instruction": "x\udcff"}, RerankInputError, "instruction"),
 ]
 
