@@ -73,6 +73,8 @@ from rerank_integrations.results import RerankResult
 from rerank_integrations.validation import (
     bool_value,
     optional_callable,
+    optional_mapping,
+    optional_str,
     optional_str_sequence,
     validate_instruction,
     validate_score_threshold,
@@ -90,6 +92,7 @@ __all__ = [
     "RerankOptions",
     "arerank_texts",
     "build_reranker",
+    "check_adapter_settings",
     "dedupe_best",
     "finish_call",
     "metadata_enabled",
@@ -511,6 +514,62 @@ class LazyReranker:
         built = self._take_built()
         if built is not None:
             await built.aclose()
+
+
+def _check_reranker_arg(field: str, value: object) -> None:
+    if value is not None and not isinstance(value, Reranker | Mapping):
+        raise RerankTypeError(
+            field,
+            f"must be a Reranker, a Reranker.to_config() dict or None, got {type(value).__name__}",
+        )
+
+
+def _check_api_key(field: str, value: object) -> None:
+    # A str or a pydantic SecretStr (anything with get_secret_value); the value is never echoed.
+    if value is not None and not isinstance(value, str) and not hasattr(value, "get_secret_value"):
+        raise RerankTypeError(
+            field, f"must be a str, a SecretStr or None, got {type(value).__name__}"
+        )
+
+
+def _check_optional_bool(field: str, value: object) -> None:
+    if value is not None:
+        bool_value(field, value)
+
+
+_SETTING_CHECKS: dict[str, Callable[[str, object], object]] = {
+    "reranker": _check_reranker_arg,
+    "backend": optional_str,
+    "model": optional_str,
+    "base_url": optional_str,
+    "api_format": optional_str,
+    "model_format": optional_str,
+    "device": optional_str,
+    "api_key": _check_api_key,
+    "reranker_kwargs": optional_mapping,
+    "top_n": lambda f, v: validate_top_n(v, field=f),
+    "score_threshold": lambda f, v: validate_score_threshold(v, field=f),
+    "instruction": lambda f, v: validate_instruction(v, field=f),
+    "instruction_fn": optional_callable,
+    "metadata_keys": lambda f, v: _validate_metadata_keys(v),
+    "metadata_formatter": optional_callable,
+    "send_metadata": _check_optional_bool,
+}
+
+
+def check_adapter_settings(values: Mapping[str, Any]) -> None:
+    """Check an adapter's settings with the core rule, before its framework's own validation.
+
+    The pydantic adapters (LangChain, LlamaIndex) call this from ``__init__`` and on every
+    attribute assignment, so a wrong type raises :class:`RerankTypeError` and a bad value
+    :class:`RerankInputError` naming the field — never a pydantic error that quotes the input
+    (which may hold the API key), and never an accepted ``top_n = 0`` that fails later calls.
+    Unknown names are left to the framework (which rejects them); ``None`` is always allowed.
+    """
+    for name, value in values.items():
+        check = _SETTING_CHECKS.get(name)
+        if check is not None and value is not None:
+            check(name, value)
 
 
 RERANKER_SETTING_FIELDS = ("model", "base_url", "api_format", "model_format", "device")

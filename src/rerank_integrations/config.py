@@ -11,7 +11,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from rerank_integrations.errors import RerankInputError
+from rerank_integrations.errors import RerankInputError, RerankTypeError
+from rerank_integrations.validation import str_value
 
 if TYPE_CHECKING:
     from rerank_integrations.base import Reranker
@@ -44,7 +45,10 @@ def resolve_backend(backend: str) -> type[Reranker]:
 
 def reranker_from_config(config: dict[str, Any]) -> Reranker:
     """Build the reranker a ``to_config()`` dict describes (the dict is not modified)."""
-    if not isinstance(config, dict) or not isinstance(config.get("backend"), str):
-        raise RerankInputError("config", "must be a dict with a str 'backend' key")
+    if not isinstance(config, dict):
+        raise RerankTypeError("config", f"must be a dict, got {type(config).__name__}")
+    if "backend" not in config:
+        raise RerankInputError("config", "has no 'backend' key")
+    str_value("config['backend']", config["backend"])
     settings = {k: v for k, v in config.items() if k != "backend"}
     return resolve_backend(config["backend"])(**settings)

@@ -55,6 +55,7 @@ from rerank_integrations.adapter_support import (  # noqa: E402
     LazyReranker,
     RerankOptions,
     arerank_texts,
+    check_adapter_settings,
     pair_results,
     refresh_from_fields,
     rerank_texts,
@@ -104,6 +105,14 @@ class RerankCompressor(BaseDocumentCompressor, Serializable):
     send_metadata: bool | None = None
 
     _holder: LazyReranker | None = PrivateAttr(default=None)
+
+    def __init__(self, **data: Any) -> None:
+        check_adapter_settings(data)  # the core's typed errors, before pydantic sees the input
+        super().__init__(**data)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        check_adapter_settings({name: value})  # ``c.top_n = 0`` fails here, not on later calls
+        super().__setattr__(name, value)
 
     # --- pydantic / LangChain plumbing --------------------------------------------------
 
@@ -157,9 +166,7 @@ class RerankCompressor(BaseDocumentCompressor, Serializable):
         return self._lazy().get()
 
     @staticmethod
-    def _rebuild(
-        documents: Sequence[Document], results: Sequence[RerankResult]
-    ) -> list[Document]:
+    def _rebuild(documents: Sequence[Document], results: Sequence[RerankResult]) -> list[Document]:
         return [
             doc.model_copy(update={"metadata": {**doc.metadata, **score_metadata(result)}})
             for doc, result in pair_results(documents, results)

@@ -85,6 +85,7 @@ from rerank_integrations.adapter_support import (  # noqa: E402
     LazyReranker,
     RerankOptions,
     arerank_texts,
+    check_adapter_settings,
     metadata_enabled,
     pair_results,
     refresh_from_fields,
@@ -151,6 +152,14 @@ class RerankPostprocessor(BaseNodePostprocessor):
     metadata_mode: MetadataMode = MetadataMode.EMBED
 
     _holder: LazyReranker | None = PrivateAttr(default=None)
+
+    def __init__(self, **data: Any) -> None:
+        check_adapter_settings(data)  # the core's typed errors, before pydantic sees the input
+        super().__init__(**data)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        check_adapter_settings({name: value})  # ``c.top_n = 0`` fails here, not on later calls
+        super().__setattr__(name, value)
 
     @field_validator("reranker", mode="before")
     @classmethod

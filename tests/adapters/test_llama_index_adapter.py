@@ -237,10 +237,11 @@ def test_top_n_zero_rejected(fake: FakeReranker) -> None:
     with pytest.raises(ValueError, match="top_n"):
         RerankPostprocessor(reranker=fake, top_n=0)
     pp = RerankPostprocessor(reranker=fake)
-    pp.top_n = 0  # a reassigned field is validated at the next call, before any work
     with pytest.raises(RerankInputError, match="top_n"):
-        pp.postprocess_nodes(scored(), query_str="q")
+        pp.top_n = 0  # rejected on assignment, so later calls are not poisoned
+    assert pp.top_n is None
     assert fake.calls == []
+    assert len(pp.postprocess_nodes(scored(), query_str="q")) == len(scored())
 
 
 def test_missing_query_and_empty_input(fake: FakeReranker, recorder: EventRecorder) -> None:

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from rerank_integrations import MissingExtraError, Reranker, RerankInputError
+from rerank_integrations import MissingExtraError, Reranker, RerankInputError, RerankTypeError
 from rerank_integrations._testing import FakeReranker
 from rerank_integrations.extras import import_extra
 
@@ -23,18 +23,19 @@ def test_config_round_trip() -> None:
 
 
 @pytest.mark.parametrize(
-    "config",
+    ("config", "exc"),
     [
-        {},
-        {"backend": 3},
-        {"backend": "no-such-backend"},
-        {"backend": "json:dumps"},
-        ["backend", "local"],
+        ({}, RerankInputError),
+        ({"backend": 3}, RerankTypeError),
+        ({"backend": "no-such-backend"}, RerankInputError),
+        ({"backend": "json:dumps"}, RerankInputError),
+        (["backend", "local"], RerankTypeError),
     ],
 )
-def test_bad_config(config: object) -> None:
-    with pytest.raises(RerankInputError):
+def test_bad_config(config: object, exc: type[Exception]) -> None:
+    with pytest.raises(exc) as info:
         Reranker.from_config(config)  # type: ignore[arg-type]
+    assert type(info.value) is exc
 
 
 def test_context_managers_close() -> None:
