@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             args.model,
             api_format=args.api_format,
             base_url=base_url,
-            fold_unsupported=True,  # an instruction on a format without one: append to the query
+            fold_unsupported=True,  # an instruction on a format without one: before the query
         ) as reranker:
             results = reranker.rerank(
                 QUERY, DOCUMENTS, instruction=args.instruction, top_n=args.top_n

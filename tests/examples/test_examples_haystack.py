@@ -142,7 +142,8 @@ def test_example_self_hosted_format_folds_instruction_and_metadata(
     assert code == 0, err
     assert [len(t) for t in _tables(out)] == [2, 2]
     assert bodies[0]["query"] == _example().QUERY
-    assert bodies[1]["query"] == f"{_example().QUERY} prefer the most recent source"
+    # the shared folding rule: the instruction goes before the query
+    assert bodies[1]["query"] == f"prefer the most recent source {_example().QUERY}"
     date, source, text = _corpus()[0]
     assert f"date: {date}\nsource: {source}\n{text}" in bodies[1]["documents"]
     assert "instruction" not in bodies[1] and "metadata" not in bodies[1]

@@ -36,9 +36,13 @@ from rerank_integrations import (
     RerankTypeError,
     UnsupportedFeatureError,
 )
-from rerank_integrations.backends.remote import DEFAULT_MAX_CONCURRENCY, RemoteReranker
-from rerank_integrations.backends.remote_limits import estimate_tokens
-from rerank_integrations.backends.remote_policy import is_passthrough
+from rerank_integrations.backends.remote import (
+    DEFAULT_MAX_CONCURRENCY,
+    RemoteReranker,
+    is_passthrough,
+)
+from rerank_integrations.backends.remote.planning import estimate_tokens
+from rerank_integrations.backends.remote.retry import StatedLimit
 from rerank_integrations.ranking import select_results
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -128,6 +132,14 @@ def test_each_format_round_trip(
     assert waits == []
 
 
+def test_user_agent_carries_the_package_version(server: RerankTestServer, waits: Waits) -> None:
+    import rerank_integrations
+
+    make(server, waits).rerank("q", DOCS)
+    agent = server.requests[0].headers["User-Agent"]
+    assert agent == f"rerank-integrations/{rerank_integrations.__version__} (python-httpx)"
+
+
 def test_contextual_sends_instruction_and_metadata(server: RerankTestServer, waits: Waits) -> None:
     reranker = make(server, waits)
     reranker.rerank("q", DOCS[:2], instruction="prefer 2024", metadata=["year: 2024", ""])
@@ -160,7 +172,7 @@ def test_fold_unsupported_folds_into_text(server: RerankTestServer, waits: Waits
     reranker = make(server, waits, "vllm", fold_unsupported=True)
     results = reranker.rerank("q", DOCS[:2], instruction="prefer 2024", metadata=["src: x", ""])
     body = server.requests[0].body
-    assert body["query"] == "q prefer 2024"
+    assert body["query"] == "prefer 2024 q"  # the shared rule: instruction BEFORE the query
     assert body["documents"] == ["src: x\nalpha document", "beta document"]
     assert {r.index for r in results} == {0, 1}
 
@@ -409,9 +421,7 @@ def test_server_stated_token_limit_is_learnt(
     server.requests.clear()
     assert call(reranker, mode, "q", docs) == results
     assert all(len(r.body["documents"]) < 150 for r in server.requests)  # planned: no 422
-    costs = [
-        sum(estimate_tokens("q" + d) for d in r.body["documents"]) for r in server.requests
-    ]
+    costs = [sum(estimate_tokens("q" + d) for d in r.body["documents"]) for r in server.requests]
     assert max(costs) <= 3_000
 
 
@@ -425,10 +435,10 @@ def test_learnt_limit_never_exceeds_the_configured_one(
     assert reranker.limits.max_documents_per_request == 8  # lowered from 20
     assert reranker.to_config()["max_documents_per_request"] == 20  # runtime state only
     # A server that later states a bigger limit never raises it above what is known.
-    reranker._learn("documents", 50, RemoteStatusError(422, "at most 50 documents", None))
+    assert reranker._limits.learn(StatedLimit("documents", 50)) is False
     assert reranker.limits.max_documents_per_request == 8
     other = make(server, waits, "jina", max_documents_per_request=5)
-    other._learn("documents", 50, RemoteStatusError(422, "at most 50 documents", None))
+    assert other._limits.learn(StatedLimit("documents", 50)) is False
     assert other.limits.max_documents_per_request == 5
     assert make(server, waits, "jina").limits.max_documents_per_request is None  # per instance
 
@@ -573,8 +583,9 @@ def test_perf_2000_documents(server: RerankTestServer, mode: str, configured: bo
         # event loop, so a fresh loop per call would time client start-up, not the requests.
         # A throwaway reranker first runs a split call, so the code paths (and, on a fresh
         # checkout, their module imports) are warm before anything is timed.
-        warm = RemoteReranker("m", base_url=server.base_url("contextual"),
-                              max_documents_per_request=10)
+        warm = RemoteReranker(
+            "m", base_url=server.base_url("contextual"), max_documents_per_request=10
+        )
         if mode == "async":
             await warm.arerank("q", docs[:100])
         else:
@@ -798,13 +809,14 @@ async def test_own_clients_closed_and_recreated(server: RerankTestServer, waits:
     reranker = make(server, waits, max_documents_per_request=2)
     await reranker.arerank("q", DOCS)
     loop = asyncio.get_running_loop()
-    async_client = reranker._async_state[loop][0]
+    transport = reranker._transport
+    async_client = transport._async_state[loop][0]
     await asyncio.to_thread(reranker.rerank, "q", DOCS)
-    sync_client = reranker._client
-    assert sync_client is not None and reranker._executor is not None
+    sync_client = transport._client
+    assert sync_client is not None and transport._executor is not None
     await reranker.aclose()
     assert async_client.is_closed and sync_client.is_closed
-    assert reranker._client is None and reranker._executor is None
+    assert transport._client is None and transport._executor is None
     await reranker.aclose()  # idempotent
     assert len(await reranker.arerank("q", DOCS)) == 4  # usable again
 
@@ -812,7 +824,7 @@ async def test_own_clients_closed_and_recreated(server: RerankTestServer, waits:
 def test_context_manager_closes(server: RerankTestServer, waits: Waits) -> None:
     with make(server, waits) as reranker:
         reranker.rerank("q", DOCS)
-        client = reranker._client
+        client = reranker._transport._client
     assert client is not None and client.is_closed
 
 
@@ -824,7 +836,12 @@ def test_empty_documents_no_request(server: RerankTestServer, waits: Waits) -> N
 def test_no_httpx_import_until_constructed() -> None:
     code = (
         "import sys, rerank_integrations, rerank_integrations.backends.remote;"
-        "import rerank_integrations.backends.remote_formats;"
+        "import rerank_integrations.backends.remote.credentials;"
+        "import rerank_integrations.backends.remote.formats;"
+        "import rerank_integrations.backends.remote.planning;"
+        "import rerank_integrations.backends.remote.reranker;"
+        "import rerank_integrations.backends.remote.retry;"
+        "import rerank_integrations.backends.remote.transport;"
         "assert 'httpx' not in sys.modules, 'httpx imported eagerly'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -854,7 +871,7 @@ def test_example_runs_against_loopback(server: RerankTestServer) -> None:
     assert server.requests[0].body["top_n"] == 3
     proc = run("--api-format", "tei", "--base-url", server.base_url("tei"), "--instruction", "x")
     assert proc.returncode == 0, proc.stderr
-    assert server.requests[-1].body["query"].endswith(" x")
+    assert server.requests[-1].body["query"].startswith("x ")  # folded before the query
     server.script.extend([Fault.error(400)])
     proc = run("--base-url", server.base_url("vllm"))
     assert proc.returncode == 1 and "HTTP 400" in proc.stderr

@@ -8,13 +8,11 @@ from typing import Any
 
 import pytest
 
-from rerank_integrations.backends.remote_formats import (
+from rerank_integrations.backends.remote.formats import (
     FORMATS,
     WireRequest,
     decode_json,
     error_message,
-    fold_instruction,
-    fold_metadata,
     get_format,
     to_relevance,
 )
@@ -199,13 +197,6 @@ def test_error_message(text: str, expected: str) -> None:
 
 def test_error_message_is_capped() -> None:
     assert len(error_message("x" * 5000)) == 500
-
-
-def test_fold_helpers() -> None:
-    assert fold_instruction("what is x", "prefer 2024") == "what is x prefer 2024"
-    assert fold_instruction("what is x", None) == "what is x"
-    assert fold_metadata("body", "source: wiki") == "source: wiki\nbody"
-    assert fold_metadata("body", "") == "body"
 
 
 @pytest.mark.parametrize(("score", "relevance"), [(0.3, 0.3), (-2.0, 0.0), (1.5, 1.0), (1.0, 1.0)])

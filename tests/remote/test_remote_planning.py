@@ -1,23 +1,37 @@
-"""Token estimate, client-side truncation, splitting under limits and merging (pure)."""
+"""Folding, token estimate, client-side truncation, splitting under limits, learnt limits and
+merging (pure)."""
 
 from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rerank_integrations.backends.remote_formats import WireRequest
-from rerank_integrations.backends.remote_limits import (
+from rerank_integrations.backends.remote.formats import FORMATS, WireRequest
+from rerank_integrations.backends.remote.planning import (
     PAIR_OVERHEAD,
+    LearnedLimits,
     Limits,
     estimate_tokens,
+    fold_request,
     merge_results,
+    plan_call,
     plan_requests,
     split_in_half,
+    split_rejected,
     split_to_limit,
     truncate_to_tokens,
 )
-from rerank_integrations.errors import RemoteResponseError, RerankInputError
+from rerank_integrations.backends.remote.retry import StatedLimit
+from rerank_integrations.errors import (
+    RemoteResponseError,
+    RerankInputError,
+    UnsupportedFeatureError,
+)
+from rerank_integrations.folding import fold_instruction, fold_metadata
+from rerank_integrations.validation import RerankRequest
 
 
 @pytest.mark.parametrize(
@@ -254,3 +268,98 @@ def test_split_to_token_limit() -> None:
     lone = split_to_limit(_request(3), max_tokens=1)
     assert lone is not None and [len(p.documents) for p in lone] == [1, 1, 1]
     assert split_to_limit(request) is None
+
+
+# --------------------------------------------------------------------------- folding
+
+
+def _call(**kw: object) -> RerankRequest:
+    args: dict[str, object] = {"query": "q", "documents": ("a", "b"), "top_n": 1}
+    args.update(kw)
+    return RerankRequest(**args)  # type: ignore[arg-type]
+
+
+def test_fold_request_uses_the_shared_rule() -> None:
+    call = _call(instruction="prefer 2024", metadata=("src: x", ""))
+    folded = fold_request(call, FORMATS["vllm"], fold=True)
+    # the rule of rerank_integrations.folding (= the local instruction_mode="prepend")
+    assert folded.query == "prefer 2024 q" == fold_instruction("q", "prefer 2024")
+    assert folded.documents == ("src: x\na", "b")
+    assert folded.documents[0] == fold_metadata("a", "src: x")
+    assert folded.instruction is None and folded.metadata is None
+    assert folded.top_n == 1
+
+
+def test_fold_request_keeps_fields_the_format_has() -> None:
+    call = _call(instruction="prefer 2024", metadata=("src: x", ""))
+    assert fold_request(call, FORMATS["contextual"], fold=True) == call
+    assert fold_request(call, FORMATS["contextual"], fold=False) == call
+
+
+def test_fold_request_refuses_without_fold() -> None:
+    with pytest.raises(UnsupportedFeatureError, match="fold_unsupported"):
+        fold_request(_call(instruction="i"), FORMATS["jina"], fold=False)
+    with pytest.raises(UnsupportedFeatureError, match="metadata"):
+        fold_request(_call(metadata=("m", "")), FORMATS["cohere"], fold=False)
+
+
+def test_fold_request_drops_empty_metadata_and_unsupported_top_n() -> None:
+    folded = fold_request(_call(metadata=("", "")), FORMATS["tei"], fold=False)
+    assert folded.metadata is None and folded.documents == ("a", "b")
+    assert folded.top_n is None  # TEI has no top_n: the core applies it
+    kept = fold_request(_call(metadata=("", "")), FORMATS["contextual"], fold=False)
+    assert kept.metadata is None
+
+
+def test_plan_call_folds_then_plans() -> None:
+    call = _call(documents=("a", "b", "c"), instruction="inst", metadata=("m", "", ""), top_n=5)
+    plan = plan_call(
+        call, FORMATS["jina"], Limits(max_documents_per_request=2), fold=True, truncate=True
+    )
+    assert [r.documents for r in plan.requests] == [("m\na", "b"), ("c",)]
+    assert all(r.query == "inst q" and r.instruction is None for r in plan.requests)
+    assert [r.top_n for r in plan.requests] == [2, 1]
+
+
+# --------------------------------------------------------------------------- learnt limits
+
+
+def test_learned_limits_only_ever_lower() -> None:
+    configured = Limits(max_documents_per_request=20, max_tokens_per_document=8000)
+    learned = LearnedLimits(configured)
+    assert learned.current == configured
+    assert learned.learn(StatedLimit("documents", 8)) is True
+    assert learned.current == Limits(max_documents_per_request=8, max_tokens_per_document=8000)
+    assert learned.learn(StatedLimit("documents", 50)) is False  # never raised again
+    assert learned.learn(StatedLimit("documents", 8)) is False
+    assert learned.learn(StatedLimit("tokens", 3000)) is True  # unlimited before
+    assert learned.learn(StatedLimit("tokens", 2999)) is True
+    assert learned.current == Limits(8, 2999, 8000)
+    assert learned.configured == configured  # the configuration itself is untouched
+
+
+def test_learned_limits_never_exceed_the_configured_ones() -> None:
+    learned = LearnedLimits(Limits(max_documents_per_request=5))
+    assert learned.learn(StatedLimit("documents", 50)) is False
+    assert learned.current.max_documents_per_request == 5
+
+
+def test_learned_limits_are_thread_safe() -> None:
+    learned = LearnedLimits(Limits())
+    values = list(range(500, 0, -1))
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda v: learned.learn(StatedLimit("documents", v)), values))
+    assert learned.current.max_documents_per_request == 1
+
+
+def test_split_rejected_under_a_trusted_limit_or_in_halves() -> None:
+    request = _request(100, top_n=5)
+    parts, trusted = split_rejected(request, StatedLimit("documents", 30))
+    assert trusted and [len(p.documents) for p in parts] == [25, 25, 25, 25]
+    parts, trusted = split_rejected(request, StatedLimit("documents", 100))  # not over it
+    assert not trusted and [len(p.documents) for p in parts] == [50, 50]
+    parts, trusted = split_rejected(request, None)
+    assert not trusted and [len(p.documents) for p in parts] == [50, 50]
+    parts, trusted = split_rejected(request, StatedLimit("tokens", 100))
+    assert trusted and len(parts) > 2
+    assert [i for p in parts for i in p.indices] == list(request.indices)

@@ -1,8 +1,9 @@
 """Pure decisions of the remote backend about failures: retry or not, how long to wait,
-which errors mean "too long, split and try again", and the fail-open placeholder results.
+which errors mean "too long, split and try again" (and which limit the server stated), and
+the fail-open placeholder results.
 
-Nothing here does I/O; the sync and async paths of
-:class:`~rerank_integrations.backends.remote.RemoteReranker` both call these functions.
+Nothing here does I/O; the sync and async loops of
+:mod:`~rerank_integrations.backends.remote.transport` both call these functions.
 
 Retry rules (those of the official API SDKs):
 

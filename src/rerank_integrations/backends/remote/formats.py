@@ -7,7 +7,9 @@ functions: a request builder (:class:`WireRequest` -> JSON body) and a response 
 (decoded JSON -> ``[(local index, score), ...]``) that validates the answer and raises
 :class:`~rerank_integrations.errors.RemoteResponseError` when it is malformed.
 
-Formats (field names from the APIs' own references):
+Formats (field names from each API's own reference: the Contextual AI API reference for
+``POST /rerank``, Jina's and Cohere's v2 rerank API references, vLLM's OpenAI-compatible
+server docs (``/v1/rerank``) and the Text Embeddings Inference (TEI) ``/rerank`` OpenAPI):
 
 =============  ==================================  ===========  ==================  ============
 name           body                                top field    results             score
@@ -35,20 +37,20 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from rerank_integrations.errors import RemoteResponseError
+from rerank_integrations.validation import choice_value
 
 __all__ = [
+    "API_FORMATS",
     "FORMATS",
     "WireFormat",
     "WireRequest",
     "decode_json",
     "error_message",
-    "fold_instruction",
-    "fold_metadata",
     "get_format",
     "parse_results",
     "to_relevance",
@@ -85,42 +87,6 @@ ResponseParser = Callable[[Any, WireRequest], list[tuple[int, float]]]
 """``(decoded JSON, request) -> [(local index, score), ...]``; raises RemoteResponseError."""
 
 
-@dataclass(frozen=True, slots=True)
-class WireFormat:
-    """A declarative description of one rerank API's wire format."""
-
-    name: str
-    default_base_url: str | None
-    path: str
-    api_key_env: tuple[str, ...]
-    supports_instruction: bool
-    supports_metadata: bool
-    supports_top_n: bool
-    build_body: BodyBuilder
-    parse_response: ResponseParser
-    max_documents_per_request: int | None = None
-    max_tokens_per_request: int | None = None
-    max_tokens_per_document: int | None = None
-    """Per-pair limit: query + instruction + one document + its metadata."""
-
-
-# --------------------------------------------------------------------------- folding
-
-
-def fold_instruction(query: str, instruction: str | None) -> str:
-    """The query text with the instruction appended after one space (ctxl-rerank's own rule).
-
-    Used only when the user opts in (``fold_unsupported=True``) for a format without an
-    instruction field. ``None`` leaves the query unchanged.
-    """
-    return query if instruction is None else f"{query} {instruction}"
-
-
-def fold_metadata(document: str, metadata: str) -> str:
-    """The document text with its metadata lines first, then a newline (``""`` = unchanged)."""
-    return f"{metadata}\n{document}" if metadata else document
-
-
 # --------------------------------------------------------------------------- builders
 
 
@@ -144,17 +110,6 @@ def build_contextual(model: str, request: WireRequest, truncate: bool) -> Any:
     return body
 
 
-def build_jina(model: str, request: WireRequest, truncate: bool) -> Any:
-    body: dict[str, Any] = {
-        "model": model,
-        "query": request.query,
-        "documents": list(request.documents),
-        "return_documents": False,
-    }
-    _top_n_field(body, request)
-    return body
-
-
 def build_cohere(model: str, request: WireRequest, truncate: bool) -> Any:
     body: dict[str, Any] = {
         "model": model,
@@ -163,6 +118,11 @@ def build_cohere(model: str, request: WireRequest, truncate: bool) -> Any:
     }
     _top_n_field(body, request)
     return body
+
+
+def build_jina(model: str, request: WireRequest, truncate: bool) -> Any:
+    """The Cohere body plus ``return_documents: false`` (Jina, vLLM, Infinity, routers)."""
+    return {**build_cohere(model, request, truncate), "return_documents": False}
 
 
 def build_tei(model: str, request: WireRequest, truncate: bool) -> Any:
@@ -255,7 +215,11 @@ def to_relevance(score: float) -> float:
     return min(1.0, max(0.0, score))
 
 
-def error_message(text: str, *, limit: int = 500) -> str:
+_MESSAGE_LIMIT = 500
+"""Characters of a server's error message kept in a RemoteStatusError."""
+
+
+def error_message(text: str) -> str:
     """The server's own error message from an error response body (any of the formats).
 
     Understands ``{"detail": str | [{"msg"}]}`` (Contextual/FastAPI, Jina), ``{"message"}``
@@ -281,70 +245,59 @@ def error_message(text: str, *, limit: int = 500) -> str:
                 break
     if message is None:
         message = " ".join(text.split()) or "(empty body)"
-    return message if len(message) <= limit else message[: limit - 3] + "..."
+    if len(message) <= _MESSAGE_LIMIT:
+        return message
+    return message[: _MESSAGE_LIMIT - 3] + "..."
 
 
 # --------------------------------------------------------------------------- registry
 
+
+@dataclass(frozen=True, slots=True)
+class WireFormat:
+    """A declarative description of one rerank API's wire format (the defaults are the
+    common case: ``POST {base_url}/rerank``, no key variable, ``top_n`` but no instruction
+    or metadata field, ``{"results": [{"index", "relevance_score"}]}`` answers)."""
+
+    name: str
+    build_body: BodyBuilder
+    default_base_url: str | None = None
+    path: str = "/rerank"
+    api_key_env: tuple[str, ...] = ()
+    supports_instruction: bool = False
+    supports_metadata: bool = False
+    supports_top_n: bool = True
+    parse_response: ResponseParser = parse_relevance_results
+    max_documents_per_request: int | None = None
+    max_tokens_per_request: int | None = None
+    max_tokens_per_document: int | None = None
+    """Per-pair limit: query + instruction + one document + its metadata."""
+
+
 _CONTEXTUAL = WireFormat(
-    name="contextual",
+    "contextual",
+    build_contextual,
     default_base_url="https://api.contextual.ai/v1",
-    path="/rerank",
     api_key_env=("CONTEXTUAL_API_KEY",),
     supports_instruction=True,
     supports_metadata=True,
-    supports_top_n=True,
-    build_body=build_contextual,
-    parse_response=parse_relevance_results,
     max_tokens_per_request=400_000,
     max_tokens_per_document=8_000,
 )
-
 _JINA = WireFormat(
-    name="jina",
-    default_base_url="https://api.jina.ai/v1",
-    path="/rerank",
-    api_key_env=("JINA_API_KEY",),
-    supports_instruction=False,
-    supports_metadata=False,
-    supports_top_n=True,
-    build_body=build_jina,
-    parse_response=parse_relevance_results,
+    "jina", build_jina, default_base_url="https://api.jina.ai/v1", api_key_env=("JINA_API_KEY",)
 )
-
-_VLLM = WireFormat(
-    name="vllm",
-    default_base_url=None,
-    path="/rerank",
-    api_key_env=(),
-    supports_instruction=False,
-    supports_metadata=False,
-    supports_top_n=True,
-    build_body=build_jina,
-    parse_response=parse_relevance_results,
-)
-
+_VLLM = WireFormat("vllm", build_jina)  # no public host, no key by default
 _COHERE = WireFormat(
-    name="cohere",
+    "cohere",
+    build_cohere,
     default_base_url="https://api.cohere.com/v2",
-    path="/rerank",
     api_key_env=("COHERE_API_KEY", "CO_API_KEY"),
-    supports_instruction=False,
-    supports_metadata=False,
-    supports_top_n=True,
-    build_body=build_cohere,
-    parse_response=parse_relevance_results,
 )
-
 _TEI = WireFormat(
-    name="tei",
-    default_base_url=None,
-    path="/rerank",
-    api_key_env=(),
-    supports_instruction=False,
-    supports_metadata=False,
+    "tei",
+    build_tei,
     supports_top_n=False,
-    build_body=build_tei,
     parse_response=parse_tei,
     max_documents_per_request=32,  # TEI's default --max-client-batch-size
 )
@@ -353,16 +306,11 @@ FORMATS: Mapping[str, WireFormat] = {f.name: f for f in (_CONTEXTUAL, _JINA, _VL
 """Every supported ``api_format`` by name."""
 
 
+API_FORMATS: tuple[str, ...] = tuple(sorted(FORMATS))
+"""The accepted ``api_format`` names."""
+
+
 def get_format(name: object) -> WireFormat:
-    """The :class:`WireFormat` called ``name`` (RerankInputError naming ``api_format``)."""
-    from rerank_integrations.errors import RerankInputError
-
-    if not isinstance(name, str) or name not in FORMATS:
-        raise RerankInputError(
-            "api_format", f"unknown API format {name!r}; use one of {sorted(FORMATS)}"
-        )
-    return FORMATS[name]
-
-
-def format_names() -> Sequence[str]:
-    return sorted(FORMATS)
+    """The :class:`WireFormat` called ``name``: a non-str is a RerankTypeError, an unknown
+    name a RerankInputError, both naming ``api_format``."""
+    return FORMATS[choice_value("api_format", name, API_FORMATS)]

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from rerank_integrations.backends.remote_policy import (
+from rerank_integrations.backends.remote.retry import (
     PASSTHROUGH_RAW_SCORE,
     PASSTHROUGH_RELEVANCE,
     RetryPolicy,
