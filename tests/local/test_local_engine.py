@@ -1,4 +1,4 @@
-"""LocalReranker end to end on tiny random-weight models (tests/helpers/tiny_models.py via conftest).
+"""LocalReranker end to end on tiny random-weight models (built by tests/helpers/tiny_models.py).
 
 Covers: loading + detection for every format, batch invariance, order restoration, shared-prefix
 reuse, thread safety, arerank concurrency (shared batches, loop never blocked), the truncation
@@ -27,11 +27,11 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from rerank_integrations import LocalReranker, Reranker  # noqa: E402
-from rerank_integrations.backends.local_engine import (  # noqa: E402
+from rerank_integrations.backends.local.engine import (  # noqa: E402
+    EncodedInput,
     EngineSettings,
     LocalEngine,
 )
-from rerank_integrations.backends.local_formats import EncodedInput  # noqa: E402
 from rerank_integrations.errors import (  # noqa: E402
     ModelLoadError,
     OutOfMemoryError,
@@ -165,8 +165,10 @@ def test_bad_constructor_arguments(tiny_xlmr_dir: Path, kwargs: dict[str, Any], 
 def test_package_import_stays_light() -> None:
     code = (
         "import sys, rerank_integrations, rerank_integrations.backends.local, "
-        "rerank_integrations.backends.local_formats, rerank_integrations.backends.local_engine, "
-        "rerank_integrations.backends.local_loading\n"
+        "rerank_integrations.backends.local.formats, rerank_integrations.backends.local.engine, "
+        "rerank_integrations.backends.local.loading, rerank_integrations.backends.local.runners, "
+        "rerank_integrations.backends.local.reranker, rerank_integrations.backends.local.jina, "
+        "rerank_integrations.backends.local.tokenizer\n"
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,4 +1,4 @@
-"""Unit tests of the local format recipes and the engine's pure planning logic (no model)."""
+"""Unit tests of the local formats and the engine's pure planning logic (no model)."""
 
 from __future__ import annotations
 
@@ -8,30 +8,31 @@ from collections.abc import Sequence
 
 import pytest
 
-from rerank_integrations.backends.local_engine import (
+from rerank_integrations.backends.local.engine import (
+    EncodedInput,
     EngineSettings,
     plan_batches,
     run_with_oom_backoff,
 )
-from rerank_integrations.backends.local_formats import (
-    FORMATS,
-    CrossEncoderRecipe,
-    CtxlV2Recipe,
-    EncodedInput,
-    MxbaiV2Recipe,
+from rerank_integrations.backends.local.formats import FORMATS, detect_format
+from rerank_integrations.backends.local.formats.base import (
     PairTemplate,
-    Qwen3Recipe,
-    encode_prompt_parts,
-    get_recipe,
-    mxbai_estimated_max,
     render_document_slot,
-    round_bfloat16,
     sigmoid,
+)
+from rerank_integrations.backends.local.formats.cross_encoder import (
+    CrossEncoderFormat,
     split_windows,
 )
-from rerank_integrations.backends.local_loading import (
+from rerank_integrations.backends.local.formats.ctxl_v2 import CtxlV2Format, round_bfloat16
+from rerank_integrations.backends.local.formats.mxbai_v2 import (
+    MxbaiV2Format,
+    mxbai_estimated_max,
+)
+from rerank_integrations.backends.local.formats.prompt import encode_prompt_parts
+from rerank_integrations.backends.local.formats.qwen3 import Qwen3Format
+from rerank_integrations.backends.local.loading import (
     choose_attn_implementation,
-    detect_format,
     parse_dtype,
     usable_positions,
 )
@@ -40,6 +41,14 @@ from rerank_integrations.errors import (
     OutOfMemoryError,
     RerankInputError,
 )
+from rerank_integrations.validation import RerankRequest, validate_request
+
+
+def call(
+    query: str, instruction: str | None, documents: list[str], metadata: list[str] | None
+) -> RerankRequest:
+    """A rerank call as the reranker hands it to a format (validated)."""
+    return validate_request(query, documents, instruction=instruction, metadata=metadata)
 
 
 class ToyEncoder:
@@ -77,7 +86,7 @@ class ToyEncoder:
 
 
 def test_ctxl_prompt_is_the_model_card_prompt() -> None:
-    r = CtxlV2Recipe()
+    r = CtxlV2Format()
     p = r.prompt_parts("what is x?", "prefer new", "x is y.", None)
     assert p.head + p.document + p.tail == (
         "Check whether a given document contains information helpful to answer the query.\n"
@@ -89,16 +98,16 @@ def test_ctxl_prompt_is_the_model_card_prompt() -> None:
 
 
 def test_ctxl_metadata_goes_right_before_the_document() -> None:
-    p = CtxlV2Recipe().prompt_parts("q", None, "body", "source: wiki\ndate: 2024")
+    p = CtxlV2Format().prompt_parts("q", None, "body", "source: wiki\ndate: 2024")
     assert (p.head + p.document).endswith("<Document> source: wiki\ndate: 2024\nbody")
     assert render_document_slot("d", "") == ("", "d")
 
 
 def test_ctxl_truncation_cuts_the_document_never_the_query_tail() -> None:
     enc = ToyEncoder(prefix=(7,))  # a BOS-adding tokenizer (Mistral-like)
-    r = CtxlV2Recipe()
+    r = CtxlV2Format()
     long_doc = " ".join(f"w{i}" for i in range(200))
-    out = r.encode(enc, "the query", "an instruction", [long_doc, "short"], ["meta: m"] * 2,
+    out = r.encode(enc, call("the query", "an instruction", [long_doc, "short"], ["meta: m"] * 2),
                    max_length=40)
     assert out.num_truncated == 1
     long_ids = out.documents[0].inputs[0].input_ids
@@ -113,13 +122,13 @@ def test_ctxl_truncation_cuts_the_document_never_the_query_tail() -> None:
 
 def test_ctxl_raises_when_query_alone_exceeds_max_length() -> None:
     with pytest.raises(RerankInputError) as err:
-        CtxlV2Recipe().encode(ToyEncoder(), "q " * 50, None, ["d"], None, max_length=20)
+        CtxlV2Format().encode(ToyEncoder(), call("q " * 50, None, ["d"], None), max_length=20)
     assert err.value.field == "query"
 
 
 def test_ctxl_raw_score_is_rounded_through_bfloat16() -> None:
     torch = pytest.importorskip("torch")
-    r = CtxlV2Recipe()
+    r = CtxlV2Format()
     for x in (-2.296875123, -12.3751, 0.1, 3.0000001, -7.77777):
         expected = torch.tensor([x], dtype=torch.float32).to(torch.bfloat16).float().item()
         assert r.raw_score((x,)) == expected
@@ -134,7 +143,7 @@ def test_ctxl_raw_score_is_rounded_through_bfloat16() -> None:
 
 
 def test_qwen3_default_instruction_and_layout() -> None:
-    r = Qwen3Recipe()
+    r = Qwen3Format()
     p = r.prompt_parts("q?", None, "doc", None)
     assert p.head == (
         "<Instruct>: Given a web search query, retrieve relevant passages that answer the query"
@@ -142,7 +151,7 @@ def test_qwen3_default_instruction_and_layout() -> None:
     )
     assert r.prompt_parts("q?", "custom", "doc", None).head.startswith("<Instruct>: custom\n")
     enc = ToyEncoder()
-    out = r.encode(enc, "q?", None, ["doc text"], None, max_length=1000)
+    out = r.encode(enc, call("q?", None, ["doc text"], None), max_length=1000)
     ids = out.documents[0].inputs[0].input_ids
     assert ids[: len(enc.encode(r.prefix))] == tuple(enc.encode(r.prefix))
     assert ids[-len(enc.encode(r.suffix)) :] == tuple(enc.encode(r.suffix))
@@ -160,13 +169,13 @@ def test_qwen3_default_instruction_and_layout() -> None:
 
 
 def test_mxbai_query_text_and_score() -> None:
-    r = MxbaiV2Recipe()
+    r = MxbaiV2Format()
     assert r.query_text("q", None) == "query: q"
     assert r.query_text("q", "be strict") == "instruction: be strict\nquery: q"
     assert r.raw_score((5.0, 2.0)) == 3.0
     assert r.estimated_max == 12.0  # the reference's default: sigmoid(raw - 6)
     assert r.relevance(6.0) == 0.5
-    assert MxbaiV2Recipe(estimated_max=9.0).relevance(4.5) == 0.5
+    assert MxbaiV2Format(estimated_max=9.0).relevance(4.5) == 0.5
 
 
 def test_mxbai_estimated_max_per_model() -> None:
@@ -178,11 +187,11 @@ def test_mxbai_estimated_max_per_model() -> None:
 
 def test_mxbai_layout_and_truncation_lengths() -> None:
     enc = ToyEncoder()
-    r = MxbaiV2Recipe(model_max_positions=10_000)
+    r = MxbaiV2Format(model_max_positions=10_000)
     template = r.template_length(enc)
     long_doc = " ".join(f"w{i}" for i in range(300))
     long_query = " ".join(f"q{i}" for i in range(100))
-    out = r.encode(enc, long_query, None, [long_doc, "tiny doc"], None, max_length=80)
+    out = r.encode(enc, call(long_query, None, [long_doc, "tiny doc"], None), max_length=80)
     assert out.query_truncated
     ids = out.documents[0].inputs[0].input_ids
     # query part capped at 3/4 of max_length, the pair (query, sep + doc) at max_length
@@ -199,17 +208,17 @@ def test_mxbai_layout_and_truncation_lengths() -> None:
 
 def test_mxbai_max_length_reduced_to_fit_positions() -> None:
     enc = ToyEncoder()
-    r = MxbaiV2Recipe(model_max_positions=120)
+    r = MxbaiV2Format(model_max_positions=120)
     template = r.template_length(enc)
     assert r.effective_max_length(enc, 8192) == 120 - template
-    out = r.encode(enc, "q", None, [" ".join(["w"] * 500)], None, max_length=8192)
+    out = r.encode(enc, call("q", None, [" ".join(["w"] * 500)], None), max_length=8192)
     assert len(out.documents[0].inputs[0].input_ids) <= 120 + 1  # + the second sep
 
 
 def test_mxbai_metadata_is_protected_from_truncation() -> None:
     enc = ToyEncoder()
-    r = MxbaiV2Recipe(model_max_positions=10_000)
-    out = r.encode(enc, "q", None, [" ".join(["w"] * 500)], ["lang: en"], max_length=40)
+    r = MxbaiV2Format(model_max_positions=10_000)
+    out = r.encode(enc, call("q", None, [" ".join(["w"] * 500)], ["lang: en"]), max_length=40)
     words = enc.decode(out.documents[0].inputs[0].input_ids)
     i = words.index("document:")
     assert words[i : i + 4] == ["document:", "lang:", "en", "\n"]
@@ -248,9 +257,10 @@ def test_split_windows_cover_overlap_and_right_align(n: int, window: int, overla
 
 def test_cross_encoder_windows_long_documents() -> None:
     enc = ToyEncoder()
-    r = CrossEncoderRecipe(pair=XLMR_PAIR)
+    r = CrossEncoderFormat(pair=XLMR_PAIR)
     doc = " ".join(f"w{i}" for i in range(100))
-    out = r.encode(enc, "the query", None, [doc, "short"], ["m: 1", None or ""], max_length=40)
+    out = r.encode(enc, call("the query", None, [doc, "short"], ["m: 1", None or ""]),
+                   max_length=40)
     windows = out.documents[0].inputs
     assert len(windows) > 1 and len(out.documents[1].inputs) == 1
     assert not out.documents[0].truncated and out.num_windowed == 1
@@ -267,31 +277,29 @@ def test_cross_encoder_windows_long_documents() -> None:
 
 def test_cross_encoder_instruction_is_prepended_and_query_limited() -> None:
     enc = ToyEncoder()
-    r = CrossEncoderRecipe(pair=XLMR_PAIR)
-    out = r.encode(enc, "q", "instr", ["d"], None, max_length=100)
+    r = CrossEncoderFormat(pair=XLMR_PAIR)
+    out = r.encode(enc, call("q", "instr", ["d"], None), max_length=100)
     assert enc.decode(out.documents[0].inputs[0].input_ids) == [
         "<90>", "instr", "q", "<91>", "<91>", "d", "<91>",
     ]
     assert r.query_limit(1024) == 512  # jina's query cap with its 1024 window
     assert r.query_limit(512) == 380
     assert r.query_limit(64) == 30
-    out = r.encode(enc, "q " * 300, None, ["d"], None, max_length=64)
+    out = r.encode(enc, call("q " * 300, None, ["d"], None), max_length=64)
     assert out.query_truncated
 
 
 def test_format_registry() -> None:
-    assert FORMATS == ("ctxl-v2", "mxbai-v2", "qwen3", "cross-encoder")
-    assert get_recipe("qwen3") is Qwen3Recipe
-    with pytest.raises(RerankInputError) as err:
-        get_recipe("bogus")
-    assert "ctxl-v2" in str(err.value)
-    assert not CrossEncoderRecipe.follows_instruction and CtxlV2Recipe.follows_instruction
-    assert MxbaiV2Recipe.query_first and not CtxlV2Recipe.query_first
+    assert tuple(f.name for f in FORMATS) == ("ctxl-v2", "mxbai-v2", "qwen3", "cross-encoder")
+    assert [type(f) for f in FORMATS] == [
+        CtxlV2Format, MxbaiV2Format, Qwen3Format, CrossEncoderFormat,
+    ]
+    assert not CrossEncoderFormat.follows_instruction and CtxlV2Format.follows_instruction
 
 
 def test_encode_prompt_parts_prefix_len_stops_before_document() -> None:
     enc = ToyEncoder()
-    parts = CtxlV2Recipe().prompt_parts("q", None, "alpha beta", None)
+    parts = CtxlV2Format().prompt_parts("q", None, "alpha beta", None)
     out = encode_prompt_parts(enc, [parts], add_special_tokens=True, max_length=100)
     x = out[0].inputs[0]
     assert enc.decode(x.input_ids[: x.prefix_len])[-1] == "<Document>"
@@ -327,14 +335,14 @@ def test_encode_prompt_parts_prefix_len_stops_before_document() -> None:
     ],
 )
 def test_detect_format(model: str, config: dict[str, object], expected: str) -> None:
-    assert detect_format(model, config) == expected
+    assert detect_format(model, config).name == expected
 
 
 def test_detect_format_error_lists_formats() -> None:
     with pytest.raises(ModelLoadError) as err:
         detect_format("/models/some-llm", {"architectures": ["Qwen2ForCausalLM"]})
-    for name in FORMATS:
-        assert name in str(err.value)
+    for fmt in FORMATS:
+        assert repr(fmt.name) in str(err.value) and fmt.summary in str(err.value)
     assert "model_format" in str(err.value)
 
 

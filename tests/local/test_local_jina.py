@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from rerank_integrations.backends.local_jina import (
+from rerank_integrations.backends.local.jina import (
     is_jina_checkpoint,
     jina_config_to_xlmr,
     map_jina_state_dict,

@@ -5,8 +5,11 @@ whose parameters are named differently from transformers' ``XLMRobertaForSequenc
 although the network is the same (post-LayerNorm blocks, exact GELU, classification head on the
 first token). These pure functions translate its config and state dict so the stock class can
 load them; nothing here imports torch (tensors are only sliced through their own methods).
+:func:`load_jina` builds the stock classifier from such a checkpoint (the cross-encoder format's
+loader for jina checkpoints).
 
-Name mapping (REFERENCE §1c, the one vLLM uses), applied to every key:
+Name mapping (from the modelling code published with jinaai/jina-reranker-v2-base-multilingual;
+vLLM maps it the same way), applied to every key:
 
 ====================================  ===================================================
 jina                                  stock XLM-R
@@ -32,14 +35,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rerank_integrations.errors import ModelLoadError
+
+if TYPE_CHECKING:
+    from rerank_integrations.backends.local.loading import Checkpoint
 
 __all__ = [
     "JINA_KEY_RENAMES",
     "is_jina_checkpoint",
     "jina_config_to_xlmr",
+    "load_jina",
     "map_jina_state_dict",
 ]
 
@@ -55,9 +62,7 @@ JINA_KEY_RENAMES: tuple[tuple[str, str], ...] = (
 _PREFIX = r"(?P<prefix>(?:roberta\.)?)"
 _LAYER = re.compile(_PREFIX + r"encoder\.layers\.(?P<n>\d+)\.(?P<rest>.+)$")
 _EMB_LN = re.compile(_PREFIX + r"emb_ln\.(?P<kind>weight|bias)$")
-_EMBEDDINGS = re.compile(
-    _PREFIX + r"embeddings\.(?:word|position|token_type)_embeddings\.weight$"
-)
+_EMBEDDINGS = re.compile(_PREFIX + r"embeddings\.(?:word|position|token_type)_embeddings\.weight$")
 _HEAD = re.compile(r"classifier\.(?:dense|out_proj)\.(?:weight|bias)$")
 _LAYER_TAIL = re.compile(
     r"(?:attention\.output\.dense|attention\.output\.LayerNorm|intermediate\.dense"
@@ -187,3 +192,27 @@ def _rename_layer_part(rest: str) -> str | None:
             candidate = stock + rest[len(jina) :]
             return candidate if _LAYER_TAIL.match(candidate) else None
     return None
+
+
+def load_jina(checkpoint: Checkpoint) -> Any:
+    """The stock ``XLMRobertaForSequenceClassification`` holding a jina checkpoint's weights (in
+    the checkpoint's dtype setting, not yet on its device); no repository code runs.
+
+    Raises ``ModelLoadError`` when a stock parameter is left without a weight or a weight
+    without a parameter."""
+    transformers = checkpoint.transformers
+    cfg = transformers.XLMRobertaConfig.from_dict(jina_config_to_xlmr(checkpoint.config))
+    state = map_jina_state_dict(checkpoint.state_dict())
+    cls = transformers.XLMRobertaForSequenceClassification
+    try:
+        module = cls._from_config(cfg, attn_implementation=checkpoint.attn_implementation)
+    except (ValueError, ImportError):
+        module = cls._from_config(cfg, attn_implementation="eager")
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith(("position_ids", "token_type_ids"))]
+    if missing or unexpected:
+        raise ModelLoadError(
+            f"jina checkpoint {checkpoint.model!r} does not match the stock XLM-R classes: "
+            f"missing={missing[:5]}, unexpected={list(unexpected)[:5]}"
+        )
+    return module.to(checkpoint.dtype)

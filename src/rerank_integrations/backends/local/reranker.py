@@ -1,9 +1,10 @@
 """``LocalReranker``: rerank on this machine with torch + transformers.
 
-A thin shell: :mod:`.local_loading` loads the model and picks the format recipe
-(:mod:`.local_formats`), :mod:`.local_engine` runs the batches. The model loads EAGERLY in the
-constructor, so a wrong id, a missing file or an unsafe checkpoint fails at construction, not
-on the first query.
+A thin shell: :mod:`.loading` finds the model's format (:mod:`.formats`) and lets it build the
+model, :mod:`.engine` runs the batches. Every argument is checked first (wrong type:
+``RerankTypeError``, bad value: ``RerankInputError``, both naming the field); then the model
+loads EAGERLY in the constructor, so a wrong id, a missing file or an unsafe checkpoint fails at
+construction, not on the first query.
 
 Install with ``pip install "rerank-integrations[local]"``. See docs/local.md.
 """
@@ -13,50 +14,34 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from rerank_integrations.backends.local_formats import FORMATS, EncodedRequest, FormatRecipe
+from rerank_integrations.backends.local.engine import EncodedInput, EngineSettings, LocalEngine
+from rerank_integrations.backends.local.formats import resolve_format, validate_formats
+from rerank_integrations.backends.local.formats.base import EncodedRequest, LocalFormat
+from rerank_integrations.backends.local.loading import parse_device, parse_dtype
 from rerank_integrations.base import Reranker
-from rerank_integrations.errors import RerankInputError, RerankTypeError, UnsupportedFeatureError
-from rerank_integrations.extras import import_extra
+from rerank_integrations.errors import UnsupportedFeatureError
 from rerank_integrations.results import RerankResult
-from rerank_integrations.validation import RerankRequest
+from rerank_integrations.validation import (
+    RerankRequest,
+    bool_value,
+    choice_value,
+    optional_int,
+    optional_str,
+    str_value,
+)
 
-logger = logging.getLogger("rerank_integrations.backends.local")
+logger = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_MODEL", "LocalReranker"]
 
 DEFAULT_MODEL = "ContextualAI/ctxl-rerank-v2-instruct-multilingual-1b"
 
 InstructionMode = Literal["error", "prepend"]
+INSTRUCTION_MODES: tuple[InstructionMode, ...] = ("error", "prepend")
 
 _DEFAULT_BATCH_SIZE = 64
-_DEFAULT_TOKEN_BUDGET = {"cuda": 32768, "mps": 4096, "cpu": 2048}
-# Cross-encoders on CPU: small batches keep the bidirectional attention in cache; measured on
-# the benchmark's W1 (docs/benchmarks.md) 512 tokens gave 2.1x the reference vs 1.5x at 2048.
-_CPU_CLASSIFIER_TOKEN_BUDGET = 512
-
-
-def _positive_int(field: str, value: object) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise RerankTypeError(field, f"must be a positive int or None, got {type(value).__name__}")
-    if value < 1:
-        raise RerankInputError(field, f"must be >= 1, got {value}")
-    return value
-
-
-def _optional_str(field: str, value: object) -> str | None:
-    if value is not None and not isinstance(value, str):
-        raise RerankTypeError(field, f"must be a str or None, got {type(value).__name__}")
-    return value
-
-
-def _bool(field: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise RerankTypeError(field, f"must be a bool, got {type(value).__name__}")
-    return value
 
 
 class LocalReranker(Reranker):
@@ -64,8 +49,10 @@ class LocalReranker(Reranker):
 
     Args:
         model: hub id or local directory (default: ctxl-rerank-v2 1b, CC-BY-NC-SA-4.0).
-        model_format: ``"ctxl-v2"``, ``"mxbai-v2"``, ``"qwen3"`` or ``"cross-encoder"``;
-            ``None`` detects it from the id / config (error listing the formats if it cannot).
+        model_format: a format name (``"ctxl-v2"``, ``"mxbai-v2"``, ``"qwen3"``,
+            ``"cross-encoder"``, or one of ``formats``) or a
+            :class:`~rerank_integrations.backends.local.LocalFormat` object; ``None`` detects
+            it from the id / config (error listing the formats if it cannot).
         device: ``"cuda"``, ``"cuda:1"``, ``"mps"``, ``"cpu"``; ``None``: CUDA > MPS > CPU.
         dtype: ``"float32"``, ``"bfloat16"``, ``"float16"``; ``None``: bf16 on CUDA (fp16 where
             bf16 is unsupported), fp32 elsewhere.
@@ -84,6 +71,8 @@ class LocalReranker(Reranker):
             flash-attention 2 on CUDA when installed, else SDPA.
         revision: hub revision (branch, tag or commit) to load.
         prefix_caching: reuse the query prefix's KV cache across documents (causal formats).
+        formats: the formats to detect from, in order, and to look ``model_format`` names up
+            in (default: the registry ``FORMATS``). Not part of :meth:`to_config`.
     """
 
     backend_name = "local"
@@ -92,7 +81,7 @@ class LocalReranker(Reranker):
         self,
         model: str = DEFAULT_MODEL,
         *,
-        model_format: str | None = None,
+        model_format: str | LocalFormat | None = None,
         device: str | None = None,
         dtype: str | None = None,
         batch_size: int | None = None,
@@ -104,46 +93,31 @@ class LocalReranker(Reranker):
         attn_implementation: str | None = None,
         revision: str | None = None,
         prefix_caching: bool = True,
+        formats: Sequence[LocalFormat] | None = None,
     ) -> None:
-        from rerank_integrations.backends.local_loading import parse_dtype
-
-        if not isinstance(model, str) or not model.strip():
-            raise RerankInputError("model", "must be a non-empty str (hub id or local directory)")
-        if model_format is not None and model_format not in FORMATS:
-            raise RerankInputError(
-                "model_format", f"unknown format {model_format!r}; use one of {list(FORMATS)}"
-            )
-        if instruction_mode not in ("error", "prepend"):
-            raise RerankInputError(
-                "instruction_mode", f"must be 'error' or 'prepend', got {instruction_mode!r}"
-            )
-        self._model = model
-        self._model_format = model_format
-        self._device = _optional_str("device", device)
+        self._model = str_value("model", model)
+        formats_used = validate_formats(formats)
+        self._model_format = resolve_format(model_format, formats_used)
+        self._device = parse_device(device)
         self._dtype = parse_dtype(dtype)
-        self._batch_size = _positive_int("batch_size", batch_size)
-        self._max_length = _positive_int("max_length", max_length)
-        self._instruction_mode: InstructionMode = instruction_mode
-        self._trust_remote_code = _bool("trust_remote_code", trust_remote_code)
-        self._allow_pickle = _bool("allow_pickle", allow_pickle)
-        self._token_budget = _positive_int("token_budget", token_budget)
-        self._attn_implementation = _optional_str("attn_implementation", attn_implementation)
-        self._revision = _optional_str("revision", revision)
-        self._prefix_caching = _bool("prefix_caching", prefix_caching)
-
-        torch = import_extra("torch", extra="local", feature="LocalReranker")
-        import_extra("transformers", extra="local", feature="LocalReranker")
-        from rerank_integrations.backends.local_engine import (
-            CausalRunner,
-            ClassifierRunner,
-            EngineSettings,
-            LocalEngine,
+        self._batch_size = optional_int("batch_size", batch_size, minimum=1)
+        self._max_length = optional_int("max_length", max_length, minimum=1)
+        self._instruction_mode = cast(
+            InstructionMode, choice_value("instruction_mode", instruction_mode, INSTRUCTION_MODES)
         )
-        from rerank_integrations.backends.local_loading import load_model
+        self._trust_remote_code = bool_value("trust_remote_code", trust_remote_code)
+        self._allow_pickle = bool_value("allow_pickle", allow_pickle)
+        self._token_budget = optional_int("token_budget", token_budget, minimum=1)
+        self._attn_implementation = optional_str("attn_implementation", attn_implementation)
+        self._revision = optional_str("revision", revision)
+        self._prefix_caching = bool_value("prefix_caching", prefix_caching)
+
+        from rerank_integrations.backends.local.loading import load_model
 
         loaded = load_model(
-            model,
-            model_format=model_format,
+            self._model,
+            model_format=self._model_format,
+            formats=formats_used,
             device=self._device,
             dtype=self._dtype,
             trust_remote_code=self._trust_remote_code,
@@ -151,41 +125,18 @@ class LocalReranker(Reranker):
             attn_implementation=self._attn_implementation,
             revision=self._revision,
         )
-        self._recipe: FormatRecipe = loaded.recipe
+        self._format: LocalFormat = loaded.format
         self._encoder = loaded.encoder
-        default_len = loaded.recipe.default_max_length(
-            loaded.max_positions, loaded.tokenizer_max_length
-        )
-        too_long = self._max_length is not None and self._max_length > loaded.max_positions
-        if too_long and loaded.recipe.name != "mxbai-v2":  # mxbai reduces it like its reference
-            raise RerankInputError(
-                "max_length",
-                f"{self._max_length} exceeds the model's {loaded.max_positions} positions",
+        try:
+            self._effective_max_length = self._format.resolve_max_length(
+                self._max_length, loaded.max_positions, loaded.tokenizer_max_length
             )
-        self._effective_max_length = (
-            self._max_length if self._max_length is not None else default_len
-        )
-        runner: Any
-        if loaded.kind == "causal":
-            runner = CausalRunner(
-                torch,
-                loaded.module,
-                score_weight=loaded.score_weight,
-                score_bias=loaded.score_bias,
-                pad_token_id=loaded.pad_token_id,
-                device=loaded.device,
-            )
-        else:
-            runner = ClassifierRunner(
-                torch, loaded.module, pad_token_id=loaded.pad_token_id, device=loaded.device
-            )
-        budget = self._token_budget
-        if budget is None and loaded.device.type == "cpu" and self._recipe.kind == "classifier":
-            budget = _CPU_CLASSIFIER_TOKEN_BUDGET
-        elif budget is None:
-            budget = _DEFAULT_TOKEN_BUDGET.get(loaded.device.type, 2048)
+        except BaseException:
+            loaded.runner.release()
+            raise
+        budget = self._token_budget or self._format.default_token_budget(loaded.device.type)
         self._engine = LocalEngine(
-            runner,
+            loaded.runner,
             EngineSettings(
                 token_budget=budget,
                 max_batch_size=self._batch_size or _DEFAULT_BATCH_SIZE,
@@ -197,8 +148,8 @@ class LocalReranker(Reranker):
         self.attn_implementation_used = loaded.attn_implementation
         logger.info(
             "LocalReranker %s: format=%s device=%s dtype=%s attention=%s max_length=%d",
-            model,
-            loaded.recipe.name,
+            self._model,
+            self._format.name,
             self.device,
             self.torch_dtype,
             loaded.attn_implementation,
@@ -213,8 +164,8 @@ class LocalReranker(Reranker):
 
     @property
     def model_format(self) -> str:
-        """The format recipe in use (detected or given)."""
-        return self._recipe.name
+        """The name of the format in use (detected or given)."""
+        return self._format.name
 
     @property
     def max_length(self) -> int:
@@ -222,32 +173,24 @@ class LocalReranker(Reranker):
         return self._effective_max_length
 
     @property
-    def recipe(self) -> FormatRecipe:
-        return self._recipe
+    def format(self) -> LocalFormat:
+        """The :class:`LocalFormat` in use, bound to this checkpoint."""
+        return self._format
 
     # -- scoring ------------------------------------------------------------------------------
 
-    def _instruction(self, request: RerankRequest) -> str | None:
-        instruction = request.instruction
-        unsupported = instruction is not None and not self._recipe.follows_instruction
+    def _check_instruction(self, request: RerankRequest) -> None:
+        unsupported = request.instruction is not None and not self._format.follows_instruction
         if unsupported and self._instruction_mode == "error":
             raise UnsupportedFeatureError(
-                f"the {self._recipe.name!r} format ({self._model}) cannot follow an "
+                f"the {self._format.name!r} format ({self._model}) cannot follow an "
                 "instruction; drop it, or pass instruction_mode='prepend' to score "
                 "'{instruction} {query}' as the query"
             )
-        return instruction
 
     def _encode(self, request: RerankRequest) -> EncodedRequest:
-        instruction = self._instruction(request)
-        encoded = self._recipe.encode(
-            self._encoder,
-            request.query,
-            instruction,
-            request.documents,
-            request.metadata,
-            max_length=self._effective_max_length,
-        )
+        self._check_instruction(request)
+        encoded = self._format.encode(self._encoder, request, max_length=self._effective_max_length)
         self._warn_truncation(encoded)
         return encoded
 
@@ -263,7 +206,7 @@ class LocalReranker(Reranker):
                 "%s to fit max_length=%d (%s format)",
                 " and ".join(parts),
                 self._effective_max_length,
-                self._recipe.name,
+                self._format.name,
             )
         if encoded.num_windowed:
             logger.info(
@@ -272,20 +215,20 @@ class LocalReranker(Reranker):
                 self._effective_max_length,
             )
 
-    def _inputs(self, encoded: EncodedRequest) -> list[Any]:
+    def _inputs(self, encoded: EncodedRequest) -> list[EncodedInput]:
         return [x for doc in encoded.documents for x in doc.inputs]
 
     def _results(
         self, encoded: EncodedRequest, rows: Sequence[tuple[float, ...]]
     ) -> list[RerankResult]:
-        recipe = self._recipe
+        fmt = self._format
         out = []
         pos = 0
         for index, doc in enumerate(encoded.documents):
             window_rows = rows[pos : pos + len(doc.inputs)]
             pos += len(doc.inputs)
-            raw = max(recipe.raw_score(r) for r in window_rows)
-            out.append(RerankResult(index, recipe.relevance(raw), raw))
+            raw = max(fmt.raw_score(r) for r in window_rows)
+            out.append(RerankResult(index, fmt.relevance(raw), raw))
         return out
 
     def _score(self, request: RerankRequest) -> Sequence[RerankResult]:
@@ -294,7 +237,7 @@ class LocalReranker(Reranker):
         return self._results(encoded, rows)
 
     async def _ascore(self, request: RerankRequest) -> Sequence[RerankResult]:
-        self._instruction(request)  # fail fast on the loop, before any thread hop
+        self._check_instruction(request)  # fail fast on the loop, before any thread hop
         encoded = await asyncio.to_thread(self._encode, request)
         future = self._engine.submit(self._inputs(encoded))
         rows = await asyncio.wrap_future(future)
@@ -311,7 +254,7 @@ class LocalReranker(Reranker):
         return {
             "backend": self.backend_name,
             "model": self._model,
-            "model_format": self._model_format,
+            "model_format": None if self._model_format is None else self._model_format.name,
             "device": self._device,
             "dtype": self._dtype,
             "batch_size": self._batch_size,
@@ -327,6 +270,6 @@ class LocalReranker(Reranker):
 
     def __repr__(self) -> str:
         return (
-            f"LocalReranker(model={self._model!r}, model_format={self._recipe.name!r}, "
+            f"LocalReranker(model={self._model!r}, model_format={self._format.name!r}, "
             f"device={self.device!r}, dtype={self.torch_dtype!r})"
         )

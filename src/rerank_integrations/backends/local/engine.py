@@ -1,6 +1,8 @@
-"""The execution engine of the local backend: batching, model runs, OOM back-off, one worker.
+"""The execution engine of the local backend: batching, OOM back-off, one worker thread.
 
-Design (what makes it fast, see docs/local.md "Performance design"):
+It knows nothing format-specific: it runs the :class:`EncodedInput` token ids a format produced
+on a :class:`BatchRunner` (:mod:`.runners`, the only code that touches torch tensors) and hands
+the score rows back. Design (what makes it fast, see docs/local.md "Performance design"):
 
 - **Token-budget batches.** :func:`plan_batches` sorts the inputs by length and cuts batches so
   that ``batch size x longest input <= token_budget`` (and ``<= max_batch_size`` inputs):
@@ -8,11 +10,13 @@ Design (what makes it fast, see docs/local.md "Performance design"):
   input order.
 - **Last-token projection.** Causal formats run the decoder BODY (no ``lm_head``), gather the
   hidden state of each input's last real token and multiply it with only the 1-2 ``lm_head``
-  rows the recipe reads: ``[B, H] x [H, k]`` instead of ``[B, L, vocab]`` logits.
+  rows the format reads: ``[B, H] x [H, k]`` instead of ``[B, L, vocab]`` logits.
 - **Right padding + gather.** Inputs are right-padded, so every row's real tokens keep the
   positions ``0..n-1`` (the model's defaults) and a document's score does not depend on what
   else is in the batch (the references' left padding is equivalent; RoPE only sees relative
-  positions). No attention mask is passed for a batch without padding (faster kernels).
+  positions). The attention mask is ALWAYS passed, also for a batch without padding: with an
+  all-ones mask transformers takes SDPA's ``is_causal`` fast path, without one transformers 4.x
+  materialises a 4-D mask (docs/benchmarks.md).
 - **Shared-prefix KV reuse.** When the query precedes the document (mxbai-v2, qwen3), every
   input of a call starts with the same query/template tokens (``EncodedInput.prefix_len``).
   The prefix runs ONCE, its KV cache is repeated across the batch and only the suffixes
@@ -29,7 +33,6 @@ Design (what makes it fast, see docs/local.md "Performance design"):
 
 from __future__ import annotations
 
-import copy
 import logging
 import queue
 import threading
@@ -39,15 +42,13 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from rerank_integrations.backends.local_formats import EncodedInput
 from rerank_integrations.errors import OutOfMemoryError, RerankError
 
-logger = logging.getLogger("rerank_integrations.backends.local")
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "BatchRunner",
-    "CausalRunner",
-    "ClassifierRunner",
+    "EncodedInput",
     "EngineSettings",
     "LocalEngine",
     "plan_batches",
@@ -56,6 +57,16 @@ __all__ = [
 
 Rows = tuple[float, ...]
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedInput:
+    """One model input. ``prefix_len`` leading tokens depend only on the query/instruction (not
+    on the document), so their KV cache may be shared by every document of the call."""
+
+    input_ids: tuple[int, ...]
+    token_type_ids: tuple[int, ...] | None = None
+    prefix_len: int = 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -119,13 +130,9 @@ def run_with_oom_backoff(
         return first + run_with_oom_backoff(items[mid:], run, is_oom=is_oom, on_oom=on_oom)
 
 
-# ---------------------------------------------------------------------------------------------
-# Model runners (the only code that touches torch tensors)
-# ---------------------------------------------------------------------------------------------
-
-
 class BatchRunner(Protocol):
-    """Runs a batch of inputs and returns one tuple of score rows per input."""
+    """Runs a batch of inputs and returns one tuple of score rows per input (implemented over
+    torch in :mod:`.runners`; fakes in the tests)."""
 
     supports_prefix: bool
 
@@ -138,130 +145,6 @@ class BatchRunner(Protocol):
     def clear_cache(self) -> None: ...
 
     def release(self) -> None: ...
-
-
-class _TorchRunner:
-    def __init__(self, torch: Any, module: Any, *, pad_token_id: int, device: Any) -> None:
-        self.torch = torch
-        self.module: Any = module
-        self.pad_token_id = pad_token_id
-        self.device = device
-        self._pin = device.type == "cuda"
-
-    def _to_device(self, t: Any) -> Any:
-        if self._pin:
-            return t.pin_memory().to(self.device, non_blocking=True)
-        return t.to(self.device)
-
-    def _pad(self, seqs: Sequence[Sequence[int]], value: int) -> tuple[Any, Any, Any]:
-        """Right-padded ``[B, L]`` ids, attention mask and the lengths."""
-        width = max(len(s) for s in seqs)
-        ids = [[*s, *([value] * (width - len(s)))] for s in seqs]
-        mask = [[1] * len(s) + [0] * (width - len(s)) for s in seqs]
-        lengths = [len(s) for s in seqs]
-        t = self.torch
-        return t.tensor(ids, dtype=t.long), t.tensor(mask, dtype=t.long), t.tensor(lengths)
-
-    def is_oom(self, exc: BaseException) -> bool:
-        oom_type = getattr(self.torch, "OutOfMemoryError", None) or getattr(
-            self.torch.cuda, "OutOfMemoryError", ()
-        )
-        if oom_type and isinstance(exc, oom_type):
-            return True
-        return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
-
-    def clear_cache(self) -> None:
-        if self.device.type == "cuda":
-            self.torch.cuda.empty_cache()
-
-    def release(self) -> None:
-        self.module = None
-        self.clear_cache()
-
-
-@dataclass
-class _Prefix:
-    cache: Any
-    length: int
-
-
-class CausalRunner(_TorchRunner):
-    """Decoder body + the recipe's ``lm_head`` rows; reads the last real token of each input."""
-
-    supports_prefix = True
-
-    def __init__(
-        self,
-        torch: Any,
-        module: Any,
-        *,
-        score_weight: Any,
-        score_bias: Any | None,
-        pad_token_id: int,
-        device: Any,
-    ) -> None:
-        super().__init__(torch, module, pad_token_id=pad_token_id, device=device)
-        self.score_weight = score_weight
-        self.score_bias = score_bias
-
-    def prepare_prefix(self, prefix_ids: Sequence[int]) -> _Prefix:
-        t = self.torch
-        with t.inference_mode():
-            ids = self._to_device(t.tensor([list(prefix_ids)], dtype=t.long))
-            out = self.module(input_ids=ids, use_cache=True)
-        return _Prefix(out.past_key_values, len(prefix_ids))
-
-    def run(self, items: Sequence[EncodedInput], prefix: _Prefix | None = None) -> list[Rows]:
-        t = self.torch
-        skip = prefix.length if prefix is not None else 0
-        ids, mask, lengths = self._pad([x.input_ids[skip:] for x in items], self.pad_token_id)
-        batch = ids.shape[0]
-        # Right padding: every row's real tokens sit at positions skip..skip+n-1, which are the
-        # model's default position ids, so none are passed. The mask is ALWAYS passed: with an
-        # all-ones mask transformers takes SDPA's is_causal fast path; without one, transformers
-        # 4.x reads the default position ids as a packed batch and materialises a 4-D mask
-        # (~2x slower attention at 8k tokens, docs/benchmarks.md).
-        kwargs: dict[str, Any] = {"use_cache": prefix is not None}
-        if prefix is not None:
-            cache = copy.deepcopy(prefix.cache)
-            if batch > 1:
-                cache.batch_repeat_interleave(batch)
-            kwargs["past_key_values"] = cache
-            mask = t.cat([t.ones(batch, skip, dtype=t.long), mask], dim=1)
-        kwargs["attention_mask"] = self._to_device(mask)
-        with t.inference_mode():
-            out = self.module(input_ids=self._to_device(ids), **kwargs)
-            hidden = out.last_hidden_state
-            last = hidden[t.arange(batch, device=hidden.device), self._to_device(lengths - 1)]
-            rows = t.nn.functional.linear(
-                last.to(self.score_weight.dtype), self.score_weight, self.score_bias
-            )
-            values = rows.float().cpu().tolist()
-        return [tuple(r) for r in values]
-
-
-class ClassifierRunner(_TorchRunner):
-    """A one-label sequence classifier (cross-encoders); right padding."""
-
-    supports_prefix = False
-
-    def prepare_prefix(self, prefix_ids: Sequence[int]) -> Any:
-        raise NotImplementedError("bidirectional encoders cannot reuse a prefix")
-
-    def run(self, items: Sequence[EncodedInput], prefix: Any | None = None) -> list[Rows]:
-        t = self.torch
-        ids, mask, _ = self._pad([x.input_ids for x in items], self.pad_token_id)
-        kwargs: dict[str, Any] = {
-            "input_ids": self._to_device(ids),
-            "attention_mask": self._to_device(mask),
-        }
-        if items[0].token_type_ids is not None:
-            types, _, _ = self._pad([x.token_type_ids or () for x in items], 0)
-            kwargs["token_type_ids"] = self._to_device(types)
-        with t.inference_mode():
-            logits = self.module(**kwargs).logits
-            values = logits[:, 0].float().cpu().tolist()
-        return [(v,) for v in values]
 
 
 # ---------------------------------------------------------------------------------------------
