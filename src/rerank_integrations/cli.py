@@ -74,7 +74,12 @@ def _build_parser() -> argparse.ArgumentParser:
     rerank.add_argument(
         "--backend", choices=["local", "remote"], default="local", help="default: local"
     )
-    rerank.add_argument("--model-format", default=None, help="local: ctxl-v2, mxbai-v2, ...")
+    from rerank_integrations.backends.local.formats import FORMATS  # no torch: the registry
+
+    local_formats = ", ".join(f.name for f in FORMATS)
+    rerank.add_argument(
+        "--model-format", default=None, help=f"local: {local_formats} (default: detected)"
+    )
     rerank.add_argument("--device", default=None, help="local: cuda, cpu, mps")
     rerank.add_argument("--api-format", default=None, help="remote: contextual, jina, ...")
     rerank.add_argument("--base-url", default=None, help="remote: server base URL")

@@ -448,3 +448,12 @@ def test_prefix_reuse_only_when_the_prefix_is_a_real_share() -> None:
     assert not s.use_prefix(EncodedInput(tuple(range(20)), prefix_len=5))  # tiny prefix
     off = EngineSettings(token_budget=100, max_batch_size=4, prefix_caching=False)
     assert not off.use_prefix(EncodedInput(tuple(range(300)), prefix_len=80))
+
+
+def test_cli_help_lists_the_registry(capsys: pytest.CaptureFixture[str]) -> None:
+    from rerank_integrations.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["rerank", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "local: " + ", ".join(f.name for f in FORMATS) in help_text
