@@ -1,7 +1,7 @@
 """``cross-encoder`` format vs sentence-transformers' ``CrossEncoder`` on a tiny random XLM-R.
 
 Within the window the two must agree within 1e-5 (raw logit and sigmoid). CrossEncoder truncates
-long inputs while the local backend windows them (jina's recipe, REFERENCE §1c), so long
+long inputs while the local backend windows them (jina-reranker-v2's compute_score), so long
 documents are compared with an independent window + max computation written here on top of the
 stock transformers model.
 """

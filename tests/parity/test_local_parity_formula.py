@@ -1,9 +1,10 @@
 """``ctxl-v2`` and ``qwen3`` formats against their published formulas, written independently here.
 
-Each oracle builds the prompt exactly as the model card does (REFERENCE §1a / §1d), runs a
-FULL-logit forward of the same tiny model with transformers (``model(**inputs).logits[:, -1, :]``,
-one document at a time, eager attention, fp32) and reads the published token(s). The local
-backend (last-hidden-state projection, sorted batches, SDPA) must agree within 1e-4.
+Each oracle builds the prompt exactly as the model card does (ctxl-rerank-v2, Qwen3-Reranker),
+runs a FULL-logit forward of the same tiny model with transformers
+(``model(**inputs).logits[:, -1, :]``, one document at a time, eager attention, fp32) and reads
+the published token(s). The local backend (last-hidden-state projection, sorted batches, SDPA)
+must agree within 1e-4.
 """
 
 from __future__ import annotations
@@ -299,7 +300,7 @@ def _ctxl_logit_of_ids(oracle: _Oracle, ids: Sequence[int]) -> float:
 def test_ctxl_v2_truncation_keeps_query_tail(
     tiny_ctxl_dir: Path, ctxl_oracle: _Oracle, instruction: str | None, record_property: Any
 ) -> None:
-    """ctxl-v2 publishes no truncation rule; REFERENCE §1a: cut the DOCUMENT, keep
+    """ctxl-v2's model card publishes no truncation rule; ours: cut the DOCUMENT, keep
     ``\\n<Query> {query}[ {instruction}] ??`` intact. The oracle builds a prompt of exactly
     ``max_length`` tokens ending with the full query tail, with the document cut at the token
     level; either tokenization of the head/document boundary is accepted (document tokenized

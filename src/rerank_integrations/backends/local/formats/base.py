@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from rerank_integrations.backends.local.loading import Checkpoint
 
 __all__ = [
+    "DEFAULT_TOKEN_BUDGETS",
     "BuiltModel",
     "CausalFormat",
     "EncodedDocument",
@@ -55,6 +56,7 @@ __all__ = [
     "PairTemplate",
     "TextEncoder",
     "attention_used",
+    "document_slots",
     "metadata_at",
     "render_document_slot",
     "sigmoid",
