@@ -60,11 +60,17 @@ Decisions (the adapters' docs repeat them for users):
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from rerank_integrations.adapter_holder import (
+    RERANKER_SETTING_FIELDS,
+    LazyReranker,
+    build_reranker,
+    refresh_from_fields,
+    refresh_reranker,
+)
 from rerank_integrations.base import Reranker
 from rerank_integrations.errors import RerankInputError, RerankTypeError
 from rerank_integrations.metadata import MetadataFormatter, format_metadata
@@ -398,124 +404,6 @@ def dedupe_best(
     return [items[i] for i in slots]
 
 
-def build_reranker(
-    reranker: Reranker | None = None,
-    *,
-    backend: str | None = None,
-    **settings: Any,
-) -> Reranker:
-    """Return ``reranker``, or build one from plain settings.
-
-    Exactly one of ``reranker`` and settings: passing a reranker together with any non-``None``
-    setting (``backend`` included) raises :class:`RerankInputError` — an adapter never
-    silently ignores a setting. ``backend`` is ``"local"``, ``"remote"`` or a
-    ``"module:Class"`` path (see :mod:`rerank_integrations.config`); settings whose value is
-    ``None`` are left out so the backend's defaults apply.
-    """
-    given = {k: v for k, v in settings.items() if v is not None}
-    if reranker is not None:
-        if not isinstance(reranker, Reranker):
-            raise RerankTypeError(
-                "reranker", f"must be a Reranker or None, got {type(reranker).__name__}"
-            )
-        if backend is not None or given:
-            names = sorted([*given, *(["backend"] if backend is not None else [])])
-            raise RerankInputError(
-                "reranker", f"pass either a Reranker or plain settings, not both (got {names})"
-            )
-        return reranker
-    if backend is None:
-        raise RerankInputError("backend", "no reranker given: set backend ('local' or 'remote')")
-    from rerank_integrations.config import resolve_backend
-
-    return resolve_backend(backend)(**given)
-
-
-class LazyReranker:
-    """Holds a reranker, or what builds one on first :meth:`get` (thread-safe).
-
-    The source is exactly one of: a ready ``reranker`` (the caller's: never closed here), a
-    ``config`` dict (:meth:`Reranker.to_config` output) or ``backend`` plus settings. Every
-    adapter (LangChain, LlamaIndex, Haystack) keeps one per instance (never shared), so
-    constructing or deserialising an adapter does no model loading or network work;
-    :meth:`get` builds at most once until :meth:`close`.
-    """
-
-    def __init__(
-        self,
-        reranker: Reranker | None = None,
-        *,
-        config: Mapping[str, Any] | None = None,
-        backend: str | None = None,
-        **settings: Any,
-    ) -> None:
-        if reranker is not None:
-            self._reranker: Reranker | None = build_reranker(reranker, backend=backend, **settings)
-        elif config is None and backend is None:
-            raise RerankInputError(
-                "backend", "no reranker given: set backend ('local' or 'remote')"
-            )
-        else:
-            self._reranker = None
-        self._given = reranker
-        self._config = None if config is None else dict(config)
-        self._backend = backend
-        self._settings = settings
-        self._lock = threading.Lock()
-
-    def same_source(
-        self,
-        reranker: Reranker | None = None,
-        *,
-        config: Mapping[str, Any] | None = None,
-        backend: str | None = None,
-        **settings: Any,
-    ) -> bool:
-        """Whether this holder was made from exactly this reranker / config / settings."""
-        return (
-            self._given is reranker
-            and self._config == (None if config is None else dict(config))
-            and self._backend == backend
-            and self._settings == settings
-        )
-
-    @property
-    def built(self) -> bool:
-        """Whether the reranker exists (given, or built by an earlier :meth:`get`)."""
-        return self._reranker is not None
-
-    def get(self) -> Reranker:
-        """The reranker, built from the config/settings on the first call."""
-        if self._reranker is None:
-            with self._lock:
-                if self._reranker is None:
-                    if self._config is not None:
-                        self._reranker = Reranker.from_config(dict(self._config))
-                    else:
-                        self._reranker = build_reranker(backend=self._backend, **self._settings)
-        return self._reranker
-
-    def _take_built(self) -> Reranker | None:
-        """Detach a reranker this holder built (a later :meth:`get` builds a fresh one)."""
-        if self._given is not None:
-            return None
-        with self._lock:
-            built, self._reranker = self._reranker, None
-        return built
-
-    def close(self) -> None:
-        """Close the reranker if this holder built it (a given one is the caller's)."""
-        built = self._take_built()
-        if built is not None:
-            built.close()
-
-    async def aclose(self) -> None:
-        """Async :meth:`close`."""
-        built = self._take_built()
-        if built is not None:
-            await built.aclose()
-
-
 def _check_reranker_arg(field: str, value: object) -> None:
     if value is not None and not isinstance(value, Reranker | Mapping):
         raise RerankTypeError(
@@ -570,46 +458,3 @@ def check_adapter_settings(values: Mapping[str, Any]) -> None:
         check = _SETTING_CHECKS.get(name)
         if check is not None and value is not None:
             check(name, value)
-
-
-RERANKER_SETTING_FIELDS = ("model", "base_url", "api_format", "model_format", "device")
-"""Backend settings an adapter exposes as its own fields (the rest go in ``reranker_kwargs``)."""
-
-
-def refresh_from_fields(
-    holder: LazyReranker | None, adapter: Any, *, api_key: str | None
-) -> LazyReranker:
-    """:func:`refresh_reranker` for an adapter whose fields are ``reranker``, ``backend``,
-    :data:`RERANKER_SETTING_FIELDS` and ``reranker_kwargs`` (LangChain, LlamaIndex).
-
-    ``backend`` defaults to ``"local"`` when no reranker is given. With a reranker, any setting
-    is an error (:func:`build_reranker` names the keys, never the values).
-    """
-    backend = adapter.backend
-    if backend is None and adapter.reranker is None:
-        backend = "local"
-    settings: dict[str, Any] = {} if api_key is None else {"api_key": api_key}
-    settings.update({name: getattr(adapter, name) for name in RERANKER_SETTING_FIELDS})
-    settings.update(adapter.reranker_kwargs)
-    return refresh_reranker(holder, adapter.reranker, backend=backend, **settings)
-
-
-def refresh_reranker(
-    holder: LazyReranker | None,
-    reranker: Reranker | None = None,
-    *,
-    config: Mapping[str, Any] | None = None,
-    backend: str | None = None,
-    **settings: Any,
-) -> LazyReranker:
-    """``holder`` when it matches the current reranker/settings, else a new :class:`LazyReranker`.
-
-    Adapters are pydantic models whose fields can be reassigned or ``model_copy(update=...)``-ed;
-    calling this on each use means a changed ``model`` (say) is never silently shadowed by a
-    reranker built from the old settings. The old holder is not closed: a copy may still use it.
-    """
-    if holder is not None and holder.same_source(
-        reranker, config=config, backend=backend, **settings
-    ):
-        return holder
-    return LazyReranker(reranker, config=config, backend=backend, **settings)
