@@ -18,6 +18,7 @@ import sys
 import time
 
 from rerank_integrations import LocalReranker, ModelLoadError, format_metadata
+from rerank_integrations.backends.local.formats import FORMATS
 
 DOCS = [
     ("Paris is the capital and largest city of France.", {"source": "encyclopedia", "year": 2024}),
@@ -41,8 +42,8 @@ OTHER_QUERIES = [
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help="hub id or local model directory")
-    parser.add_argument("--model-format", default=None,
-                        help="ctxl-v2 | mxbai-v2 | qwen3 | cross-encoder (default: detect)")
+    formats = " | ".join(f.name for f in FORMATS)  # the registry, in detection order
+    parser.add_argument("--model-format", default=None, help=f"{formats} (default: detect)")
     parser.add_argument("--device", default=None, help="cuda | mps | cpu (default: best)")
     parser.add_argument("--dtype", default=None, help="float32 | bfloat16 | float16")
     parser.add_argument("--max-length", type=int, default=None)

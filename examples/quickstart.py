@@ -27,6 +27,7 @@ from rerank_integrations import (
     RerankResult,
     format_metadata,
 )
+from rerank_integrations.backends.local.formats import FORMATS  # the registry (no torch import)
 
 DEFAULT_LOCAL_MODEL = "ContextualAI/ctxl-rerank-v2-instruct-multilingual-1b"
 DEFAULT_REMOTE_MODEL = "ctxl-rerank-v2-instruct-multilingual"
@@ -89,7 +90,8 @@ def print_table(title: str, results: list[RerankResult], docs: list[dict[str, ob
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="hub id or local directory (or RERANK_MODEL)")
-    parser.add_argument("--model-format", default=None, help="ctxl-v2, mxbai-v2, qwen3, ...")
+    formats = ", ".join(f.name for f in FORMATS)  # the registry, in detection order
+    parser.add_argument("--model-format", default=None, help=f"{formats} (default: detect)")
     parser.add_argument("--device", default=None, help="cuda, cpu or mps (default: best)")
     parser.add_argument("--remote", action="store_true", help="use the Contextual AI API")
     parser.add_argument("--base-url", default=None, help="with --remote: another API base URL")

@@ -4,7 +4,8 @@ Nothing here downloads anything: tokenizers are trained on a small built-in corp
 `tokenizers` library and models are built from configs with seeded random weights. Every model
 directory is saved so that it loads with ``AutoTokenizer`` / ``AutoModel*`` under BOTH
 transformers 5 (the main test venv) and transformers 4.57 (the ``.venv-ref`` parity venv running
-the official reference packages): see REFERENCE.md §1e.
+the official reference packages; mxbai-rerank 0.1.6 calls ``tokenizer.prepare_for_model``,
+which transformers 5 removed, hence the second venv).
 
 Builders (each returns the directory it wrote):
 
