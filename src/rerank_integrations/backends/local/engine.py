@@ -29,13 +29,21 @@ the score rows back. Design (what makes it fast, see docs/local.md "Performance 
   into one batch plan, so concurrent callers share batches and the model is never used by two
   threads at once. ``arerank`` awaits an ``asyncio`` wrapper of the job's future and never
   blocks the event loop.
+- **Lifecycle** (docs/reliability.md "Local backend"). The worker runs a module-level loop over
+  the queue and a WEAK reference to the engine (a strong one only while it runs a cycle), so a
+  reranker nothing references is collected with its model; a ``weakref.finalize`` then stops
+  the worker. After ``os.fork()`` the child gets a fresh lock, queue and (lazily started)
+  worker, so a reranker used in the parent works in the child instead of waiting forever on a
+  thread that does not exist there.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -50,6 +58,7 @@ __all__ = [
     "BatchRunner",
     "EncodedInput",
     "EngineSettings",
+    "WORKER_THREAD_NAME",
     "LocalEngine",
     "plan_batches",
     "run_with_oom_backoff",
@@ -187,6 +196,63 @@ class _Job:
 
 _STOP = object()
 
+#: the thread name of every engine's worker (tests count live workers by it).
+WORKER_THREAD_NAME = "rerank-local-engine"
+
+
+def _stop_worker(jobs: queue.SimpleQueue[Any]) -> None:
+    """Ask the worker draining ``jobs`` to exit (SimpleQueue.put is safe in a finalizer)."""
+    jobs.put(_STOP)
+
+
+def _drain(jobs: queue.SimpleQueue[Any]) -> tuple[list[_Job], bool]:
+    """Block for one item, then take everything pending: the jobs and whether a stop came."""
+    first = jobs.get()
+    if first is _STOP:
+        return [], True
+    batch: list[_Job] = [first]
+    while True:
+        try:
+            nxt = jobs.get_nowait()
+        except queue.Empty:
+            return batch, False
+        if nxt is _STOP:
+            return batch, True
+        batch.append(nxt)
+
+
+def _worker_cycle(jobs: queue.SimpleQueue[Any], engine_ref: weakref.ref[LocalEngine]) -> bool:
+    """One worker cycle; ``False`` once the worker should exit. The engine is strongly held
+    only inside this call, never while the worker waits on the queue."""
+    batch, stop = _drain(jobs)
+    live = [j for j in batch if j.future.set_running_or_notify_cancel()]
+    if live:
+        engine = engine_ref()
+        if engine is None:  # collected while these jobs waited: fail them, never leave a hang
+            for job in live:
+                job.future.set_exception(RerankError("this LocalReranker was garbage-collected"))
+        else:
+            engine._run_jobs(live)
+    return not stop
+
+
+def _worker_loop(jobs: queue.SimpleQueue[Any], engine_ref: weakref.ref[LocalEngine]) -> None:
+    while _worker_cycle(jobs, engine_ref):
+        pass
+    logger.debug("local engine worker stopped")
+
+
+_ENGINES: weakref.WeakSet[LocalEngine] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for engine in list(_ENGINES):
+        engine._reset_after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX; Windows has no fork
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
 
 class LocalEngine:
     """Scores :class:`EncodedInput` lists on one model from any number of threads."""
@@ -194,25 +260,45 @@ class LocalEngine:
     def __init__(self, runner: BatchRunner, settings: EngineSettings) -> None:
         self._runner: BatchRunner | None = runner
         self.settings = settings
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
         self._closed = False
         self._prefixes: OrderedDict[tuple[int, ...], Any] = OrderedDict()
         #: number of worker cycles and batches run (read by tests and benchmarks).
         self.stats = {"cycles": 0, "batches": 0, "jobs": 0}
+        self._new_process_state()
+        _ENGINES.add(self)
+
+    def _new_process_state(self) -> None:
+        """The per-process part: lock, queue, worker (started on the first submit) and the
+        finalizer that stops that worker when the engine is collected without close()."""
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._stopper = weakref.finalize(self, _stop_worker, self._queue)
+
+    def _reset_after_fork(self) -> None:
+        """In a forked child: the parent's worker thread does not exist here and its lock may
+        have been held at fork time, so start from scratch. Jobs the parent had queued belong
+        to the parent's callers and are dropped."""
+        self._stopper.detach()
+        self._new_process_state()
 
     # -- public API ---------------------------------------------------------------------------
 
     def submit(self, inputs: Sequence[EncodedInput]) -> Future[list[Rows]]:
         """Queue ``inputs``; the future resolves to one rows tuple per input, in order."""
         job = _Job(inputs)
+        if self._pid != os.getpid():  # forked without the at-fork hook having run
+            self._reset_after_fork()
         with self._lock:
             if self._closed:
                 raise RerankError("this LocalReranker is closed")
-            if self._thread is None:
+            if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
-                    target=self._worker, name="rerank-local-engine", daemon=True
+                    target=_worker_loop,
+                    args=(self._queue, weakref.ref(self)),
+                    name=WORKER_THREAD_NAME,
+                    daemon=True,
                 )
                 self._thread.start()
             self._queue.put(job)
@@ -222,6 +308,10 @@ class LocalEngine:
         """Blocking :meth:`submit`."""
         return self.submit(inputs).result()
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
         """Stop the worker (after the jobs already queued) and free the model. Idempotent."""
         with self._lock:
@@ -229,6 +319,7 @@ class LocalEngine:
                 return
             self._closed = True
             thread = self._thread
+            self._stopper.detach()
             self._queue.put(_STOP)
         if thread is not None and thread is not threading.current_thread():
             thread.join()
@@ -238,26 +329,6 @@ class LocalEngine:
             runner.release()
 
     # -- worker ---------------------------------------------------------------------------------
-
-    def _worker(self) -> None:
-        stop = False
-        while not stop:
-            first = self._queue.get()
-            if first is _STOP:
-                break
-            jobs = [first]
-            while True:  # drain everything pending into ONE plan
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is _STOP:
-                    stop = True
-                    break
-                jobs.append(nxt)
-            live = [j for j in jobs if j.future.set_running_or_notify_cancel()]
-            if live:
-                self._run_jobs(live)
 
     def _run_jobs(self, jobs: Sequence[_Job]) -> None:
         flat: list[EncodedInput] = [x for job in jobs for x in job.inputs]

@@ -6,6 +6,11 @@ model, :mod:`.engine` runs the batches. Every argument is checked first (wrong t
 loads EAGERLY in the constructor, so a wrong id, a missing file or an unsafe checkpoint fails at
 construction, not on the first query.
 
+Lifecycle (docs/reliability.md "Local backend"): ``close()`` (or ``with``) frees the model; a
+reranker dropped without it is collected with its model and worker thread; after
+``os.fork()`` the child can keep using it; ``pickle`` / ``copy.deepcopy`` rebuild it from its
+settings (the model loads again, eagerly; weights and threads are never pickled).
+
 Install with ``pip install "rerank-integrations[local]"``. See docs/local.md.
 """
 
@@ -21,7 +26,7 @@ from rerank_integrations.backends.local.formats import resolve_format, validate_
 from rerank_integrations.backends.local.formats.base import EncodedRequest, LocalFormat
 from rerank_integrations.backends.local.loading import parse_device, parse_dtype
 from rerank_integrations.base import Reranker
-from rerank_integrations.errors import UnsupportedFeatureError
+from rerank_integrations.errors import RerankError, UnsupportedFeatureError
 from rerank_integrations.results import RerankResult
 from rerank_integrations.validation import (
     RerankRequest,
@@ -97,6 +102,7 @@ class LocalReranker(Reranker):
     ) -> None:
         self._model = str_value("model", model)
         formats_used = validate_formats(formats)
+        self._formats = None if formats is None else tuple(formats_used)
         self._model_format = resolve_format(model_format, formats_used)
         self._device = parse_device(device)
         self._dtype = parse_dtype(dtype)
@@ -250,6 +256,23 @@ class LocalReranker(Reranker):
         raises ``RerankError`` when used."""
         self._engine.close()
 
+    def _settings(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this reranker: :meth:`to_config` (minus
+        ``backend``) with the ``model_format`` object and ``formats`` as given."""
+        settings = self.to_config()
+        del settings["backend"]
+        settings["model_format"] = self._model_format
+        settings["formats"] = self._formats
+        return settings
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle / copy / deepcopy rebuild the reranker from its settings: the copy loads the
+        model again (eagerly, as the constructor does) and has its own worker; weights, locks
+        and threads are never pickled. A closed reranker cannot be copied."""
+        if self._engine.closed:
+            raise RerankError("this LocalReranker is closed; a closed reranker cannot be copied")
+        return (_rebuild, (type(self), self._settings()))
+
     def to_config(self) -> dict[str, Any]:
         return {
             "backend": self.backend_name,
@@ -273,3 +296,8 @@ class LocalReranker(Reranker):
             f"LocalReranker(model={self._model!r}, model_format={self._format.name!r}, "
             f"device={self.device!r}, dtype={self.torch_dtype!r})"
         )
+
+
+def _rebuild(cls: type[LocalReranker], settings: dict[str, Any]) -> LocalReranker:
+    """Unpickling / copying: a new reranker from :meth:`LocalReranker._settings`."""
+    return cls(**settings)
