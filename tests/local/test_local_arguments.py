@@ -83,6 +83,11 @@ CASES: list[tuple[str, Any, type[Exception], str]] = [
     ("formats", [CrossEncoderFormat], TE, "formats[0]"),
     ("formats", [], IE, "formats"),
     ("formats", (FORMATS[0], FORMATS[0]), IE, "formats"),
+    ("quantize", 8, TE, "quantize"),
+    ("quantize", True, TE, "quantize"),
+    ("quantize", "int4", IE, "quantize"),
+    ("quantize", "INT8", IE, "quantize"),
+    ("quantize", "", IE, "quantize"),
 ]
 
 

@@ -29,6 +29,7 @@ from typing import Any
 from rerank_integrations.backends.local.engine import BatchRunner
 from rerank_integrations.backends.local.formats import detect_format
 from rerank_integrations.backends.local.formats.base import LocalFormat, ModelInfo, PairTemplate
+from rerank_integrations.backends.local.quantize import check_quantize_device, quantize_runner
 from rerank_integrations.backends.local.tokenizer import HFTextEncoder
 from rerank_integrations.errors import ModelLoadError, RerankInputError, RerankTypeError
 from rerank_integrations.extras import import_extra
@@ -363,12 +364,16 @@ def load_model(
     allow_pickle: bool,
     attn_implementation: str | None,
     revision: str | None,
+    quantize: str | None = None,
 ) -> LoadedModel:
     """Load tokenizer + model for ``model`` with ``model_format`` (``None``: the first of
-    ``formats`` that matches) and let the format build it (see the module docstring)."""
+    ``formats`` that matches) and let the format build it (see the module docstring).
+    ``quantize="int8"``: the built model's linear layers are quantised (:mod:`.quantize`; CPU
+    only, checked before the weights load)."""
     torch = import_extra("torch", extra="local", feature=_FEATURE)
     transformers = import_extra("transformers", extra="local", feature=_FEATURE)
     dev = resolve_device(torch, device)
+    check_quantize_device(quantize, dev.type)
     tdtype = resolve_dtype(torch, dtype, dev)
 
     config = read_config_dict(model, revision=revision)
@@ -409,6 +414,12 @@ def load_model(
         explicit_attn=attn_implementation is not None,
     )
     built = fmt.build(checkpoint)
+    if quantize is not None:
+        try:
+            quantize_runner(torch, built.runner, quantize)
+        except BaseException:
+            built.runner.release()
+            raise
     return LoadedModel(
         format=built.format,
         runner=built.runner,

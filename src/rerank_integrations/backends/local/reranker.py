@@ -25,6 +25,11 @@ from rerank_integrations.backends.local.engine import EncodedInput, EngineSettin
 from rerank_integrations.backends.local.formats import resolve_format, validate_formats
 from rerank_integrations.backends.local.formats.base import EncodedRequest, LocalFormat
 from rerank_integrations.backends.local.loading import parse_device, parse_dtype
+from rerank_integrations.backends.local.quantize import (
+    Quantize,
+    check_quantize_request,
+    parse_quantize,
+)
 from rerank_integrations.base import Reranker
 from rerank_integrations.errors import RerankError, UnsupportedFeatureError
 from rerank_integrations.results import RerankResult
@@ -78,6 +83,10 @@ class LocalReranker(Reranker):
         prefix_caching: reuse the query prefix's KV cache across documents (causal formats).
         formats: the formats to detect from, in order, and to look ``model_format`` names up
             in (default: the registry ``FORMATS``). Not part of :meth:`to_config`.
+        quantize: ``None`` (fp32, the default) or ``"int8"``: dynamic int8 quantisation of the
+            model body's linear layers, CPU and fp32 only (``RerankInputError`` naming
+            ``quantize`` on another device or dtype, before anything loads); faster, scores
+            close to but not equal to fp32 (docs/local.md "int8 on CPU").
     """
 
     backend_name = "local"
@@ -99,6 +108,7 @@ class LocalReranker(Reranker):
         revision: str | None = None,
         prefix_caching: bool = True,
         formats: Sequence[LocalFormat] | None = None,
+        quantize: Quantize | None = None,
     ) -> None:
         self._model = str_value("model", model)
         formats_used = validate_formats(formats)
@@ -117,6 +127,8 @@ class LocalReranker(Reranker):
         self._attn_implementation = optional_str("attn_implementation", attn_implementation)
         self._revision = optional_str("revision", revision)
         self._prefix_caching = bool_value("prefix_caching", prefix_caching)
+        self._quantize = parse_quantize(quantize)
+        check_quantize_request(self._quantize, self._device, self._dtype)
 
         from rerank_integrations.backends.local.loading import load_model
 
@@ -130,6 +142,7 @@ class LocalReranker(Reranker):
             allow_pickle=self._allow_pickle,
             attn_implementation=self._attn_implementation,
             revision=self._revision,
+            quantize=self._quantize,
         )
         self._format: LocalFormat = loaded.format
         self._encoder = loaded.encoder
@@ -153,11 +166,12 @@ class LocalReranker(Reranker):
         self.torch_dtype = str(loaded.dtype).removeprefix("torch.")
         self.attn_implementation_used = loaded.attn_implementation
         logger.info(
-            "LocalReranker %s: format=%s device=%s dtype=%s attention=%s max_length=%d",
+            "LocalReranker %s: format=%s device=%s dtype=%s%s attention=%s max_length=%d",
             self._model,
             self._format.name,
             self.device,
             self.torch_dtype,
+            f" quantize={self._quantize}" if self._quantize else "",
             loaded.attn_implementation,
             self._effective_max_length,
         )
@@ -182,6 +196,11 @@ class LocalReranker(Reranker):
     def format(self) -> LocalFormat:
         """The :class:`LocalFormat` in use, bound to this checkpoint."""
         return self._format
+
+    @property
+    def quantize(self) -> Quantize | None:
+        """``"int8"`` when the linear layers run quantised, ``None`` for the fp32 default."""
+        return self._quantize
 
     # -- scoring ------------------------------------------------------------------------------
 
@@ -289,6 +308,7 @@ class LocalReranker(Reranker):
             "attn_implementation": self._attn_implementation,
             "revision": self._revision,
             "prefix_caching": self._prefix_caching,
+            "quantize": self._quantize,
         }
 
     def __repr__(self) -> str:
