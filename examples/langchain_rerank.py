@@ -8,9 +8,11 @@
 
 The corpus is six short, dated and sourced notes. The retriever here is an in-memory vector
 store with a toy embedding (so the example runs offline); put your own retriever in its place.
-The compressor sends each note's text as the document and its ``source``/``date`` metadata
-through the reranker's metadata field, so with a capable model the instruction
-"Prefer the most recent source" moves the newest notes up.
+The compressor sends each note's text as the document and, to a model with a metadata slot
+(ctxl-rerank-v2, the Contextual API), its ``source``/``date`` metadata through that slot, so the
+instruction "Prefer the most recent source" can move the newest notes up. A vLLM-served model
+scores ``page_content`` only (as LangChain's own CrossEncoderReranker) with the instruction
+folded before the query.
 """
 
 from __future__ import annotations
@@ -49,12 +51,21 @@ def corpus() -> list[Document]:
 
 def make_compressor(args: argparse.Namespace) -> RerankCompressor:
     if args.backend == "remote":  # model=None: the remote backend's default (Contextual AI)
+        # A vLLM / Jina / Cohere / TEI rerank API has no instruction field: fold the
+        # instruction into the query (the shared rule: "{instruction} {query}").
+        folds = args.api_format not in (None, "contextual")
         return RerankCompressor(
-            backend="remote", model=args.model, base_url=args.base_url, api_format=args.api_format
+            backend="remote",
+            model=args.model,
+            base_url=args.base_url,
+            api_format=args.api_format,
+            top_n=args.top_n,
+            reranker_kwargs={"fold_unsupported": True} if folds else {},
         )
     return RerankCompressor(
-        backend="local", model=args.model or DEFAULT_LOCAL_MODEL, device=args.device
-    )
+        backend="local", model=args.model or DEFAULT_LOCAL_MODEL, device=args.device,
+        top_n=args.top_n,
+    )  # fmt: skip
 
 
 def show(title: str, docs: list[Document]) -> None:

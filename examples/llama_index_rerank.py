@@ -8,9 +8,11 @@
 
 The corpus is six short, dated and sourced notes in a ``VectorStoreIndex``. To run offline the
 index uses LlamaIndex's ``MockEmbedding`` and the engine ``MockLLM``; use your own models.
-Each node's text is sent as the document and its ``source``/``date`` metadata through the
-reranker's metadata field (``excluded_embed_metadata_keys`` are honoured), so with a capable
-model the instruction "Prefer the most recent source" moves the newest notes up.
+A model with a metadata slot (ctxl-rerank-v2, the Contextual API) gets each node's text as the
+document and its ``source``/``date`` metadata through that slot (``excluded_embed_metadata_keys``
+are honoured), so the instruction "Prefer the most recent source" can move the newest notes up.
+Any other model scores ``node.get_content(MetadataMode.EMBED)``, exactly as LlamaIndex's own
+rerankers; a vLLM-served model gets the instruction folded before the query.
 """
 
 from __future__ import annotations
@@ -54,12 +56,16 @@ def nodes() -> list[TextNode]:
 
 def make_postprocessor(args: argparse.Namespace) -> RerankPostprocessor:
     if args.backend == "remote":  # model=None: the remote backend's default (Contextual AI)
+        # A vLLM / Jina / Cohere / TEI rerank API has no instruction field: fold the
+        # instruction into the query (the shared rule: "{instruction} {query}").
+        folds = args.api_format not in (None, "contextual")
         return RerankPostprocessor(
             backend="remote",
             model=args.model,
             base_url=args.base_url,
             api_format=args.api_format,
             top_n=args.top_n,
+            reranker_kwargs={"fold_unsupported": True} if folds else {},
         )
     model = args.model or DEFAULT_LOCAL_MODEL
     return RerankPostprocessor(backend="local", model=model, device=args.device, top_n=args.top_n)

@@ -9,8 +9,10 @@ the adapter's settings were reassigned. Framework-free.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Mapping
+from types import TracebackType
 from typing import Any
 
 from rerank_integrations.base import Reranker
@@ -20,6 +22,7 @@ __all__ = [
     "RERANKER_SETTING_FIELDS",
     "LazyReranker",
     "build_reranker",
+    "normalise_base_url",
     "refresh_from_fields",
     "refresh_reranker",
 ]
@@ -65,7 +68,10 @@ class LazyReranker:
     ``config`` dict (:meth:`Reranker.to_config` output) or ``backend`` plus settings. Every
     adapter (LangChain, LlamaIndex, Haystack) keeps one per instance (never shared), so
     constructing or deserialising an adapter does no model loading or network work;
-    :meth:`get` builds at most once until :meth:`close`.
+    :meth:`get` builds at most once until :meth:`close`, and :meth:`aget` builds in a worker
+    thread (never on the event loop). Calls made through :meth:`using` / :meth:`ausing` are
+    counted, so a holder :meth:`retire`-d while a call runs closes its reranker when the last
+    call ends (an adapter whose settings were reassigned never leaks the old reranker).
     """
 
     def __init__(
@@ -89,6 +95,8 @@ class LazyReranker:
         self._backend = backend
         self._settings = settings
         self._lock = threading.Lock()
+        self._in_flight = 0
+        self._retired = False
 
     def same_source(
         self,
@@ -122,6 +130,54 @@ class LazyReranker:
                         self._reranker = build_reranker(backend=self._backend, **self._settings)
         return self._reranker
 
+    async def aget(self) -> Reranker:
+        """:meth:`get` for async code: a build (a model load, seconds) runs in a worker thread
+        so the event loop keeps serving other tasks; a built reranker is returned at once."""
+        if self._reranker is not None:
+            return self._reranker
+        return await asyncio.to_thread(self.get)
+
+    @property
+    def in_flight(self) -> int:
+        """How many calls made through :meth:`using` / :meth:`ausing` are running now."""
+        return self._in_flight
+
+    @property
+    def retired(self) -> bool:
+        """Whether :meth:`retire` was called (the adapter moved on to another holder)."""
+        return self._retired
+
+    def _enter(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+
+    def _leave(self) -> Reranker | None:
+        """Count a call out; returns the reranker to close when retired and now idle."""
+        with self._lock:
+            self._in_flight -= 1
+            if self._retired and self._in_flight == 0 and self._given is None:
+                built, self._reranker = self._reranker, None
+                return built
+        return None
+
+    def using(self) -> _InUse:
+        """``with holder.using() as reranker:`` — the reranker (built if needed), counted as in
+        use until the block ends."""
+        return _InUse(self)
+
+    def ausing(self) -> _InUse:
+        """``async with holder.ausing() as reranker:`` — built off the loop, counted in use."""
+        return _InUse(self)
+
+    def retire(self) -> None:
+        """The adapter no longer uses this holder: close what it built once no call uses it
+        (at once when idle). A copy still holding it would build a fresh one on its next use."""
+        with self._lock:
+            self._retired = True
+            idle = self._in_flight == 0
+        if idle:
+            self.close()
+
     def _take_built(self) -> Reranker | None:
         """Detach a reranker this holder built (a later :meth:`get` builds a fresh one)."""
         if self._given is not None:
@@ -139,6 +195,49 @@ class LazyReranker:
     async def aclose(self) -> None:
         """Async :meth:`close`."""
         built = self._take_built()
+        if built is not None:
+            await built.aclose()
+
+
+class _InUse:
+    """The context manager of :meth:`LazyReranker.using` / :meth:`LazyReranker.ausing`."""
+
+    def __init__(self, holder: LazyReranker) -> None:
+        self._holder = holder
+
+    def __enter__(self) -> Reranker:
+        self._holder._enter()
+        try:
+            return self._holder.get()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        built = self._holder._leave()
+        if built is not None:
+            built.close()
+
+    async def __aenter__(self) -> Reranker:
+        self._holder._enter()
+        try:
+            return await self._holder.aget()
+        except BaseException:
+            await self.__aexit__(None, None, None)
+            raise
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        built = self._holder._leave()
         if built is not None:
             await built.aclose()
 
@@ -161,7 +260,17 @@ def refresh_from_fields(
         backend = "local"
     settings: dict[str, Any] = {} if api_key is None else {"api_key": api_key}
     settings.update({name: getattr(adapter, name) for name in RERANKER_SETTING_FIELDS})
+    settings["base_url"] = normalise_base_url(settings["base_url"])
     settings.update(adapter.reranker_kwargs)
+    if isinstance(adapter.reranker, Mapping):  # a to_config() dict (deserialised): built lazily
+        given = sorted(k for k, v in settings.items() if v is not None and k != "api_key")
+        if adapter.backend is not None or given:
+            names = sorted([*given, *(["backend"] if adapter.backend is not None else [])])
+            raise RerankInputError(
+                "reranker", f"pass either a Reranker or plain settings, not both (got {names})"
+            )
+        key = {} if api_key is None else {"api_key": api_key}  # a config never holds the key
+        return refresh_reranker(holder, config={**adapter.reranker, **key})
     return refresh_reranker(holder, adapter.reranker, backend=backend, **settings)
 
 
@@ -177,10 +286,24 @@ def refresh_reranker(
 
     Adapters are pydantic models whose fields can be reassigned or ``model_copy(update=...)``-ed;
     calling this on each use means a changed ``model`` (say) is never silently shadowed by a
-    reranker built from the old settings. The old holder is not closed: a copy may still use it.
+    reranker built from the old settings. The old holder is retired (:meth:`LazyReranker.retire`):
+    what it built is closed as soon as no call uses it, so dropped rerankers (their model memory
+    and worker threads) do not accumulate.
     """
     if holder is not None and holder.same_source(
         reranker, config=config, backend=backend, **settings
     ):
         return holder
-    return LazyReranker(reranker, config=config, backend=backend, **settings)
+    fresh = LazyReranker(reranker, config=config, backend=backend, **settings)
+    if holder is not None:
+        holder.retire()
+    return fresh
+
+
+def normalise_base_url(base_url: str | None) -> str | None:
+    """A base URL; a full endpoint (``.../rerank``) is cut back to its base (the backend
+    appends ``/rerank`` itself), so Haystack's ``https://api.jina.ai/v1/rerank`` works as given."""
+    if base_url is None:
+        return None
+    url = base_url.strip().rstrip("/")
+    return url.removesuffix("/rerank") if url.endswith("/rerank") else base_url

@@ -26,13 +26,16 @@ Decisions (the adapters' docs repeat them for users):
   "no instruction" and stops the search — so ``instruction=""`` per call switches a
   configured instruction off for that call, and an ``instruction_fn`` returning ``""``
   switches it off for that query (return ``None`` to fall through to the configured one).
-- **Metadata** (:func:`render_metadata`, :func:`metadata_enabled`): ``send_metadata=None``
-  (the default) sends metadata when the reranker accepts it
-  (:attr:`~rerank_integrations.base.Reranker.accepts_metadata`: every local format, the
-  Contextual API, other APIs only with ``fold_unsupported=True``) and silently leaves it out
-  otherwise — metadata is optional context, so an adapter in front of a plain
-  ``/v1/rerank`` server keeps working; ``True`` always sends it (a reranker without a
-  metadata field then raises ``UnsupportedFeatureError``); ``False`` never sends it.
+- **Metadata** (:func:`render_metadata`, :func:`metadata_enabled`, :func:`has_metadata_slot`):
+  by default the text a plain model scores is exactly the text the framework's own reranker
+  would score, so the adapters are drop-in replacements (docs/migrating.md). Only a reranker
+  with a real metadata slot (:func:`has_metadata_slot`: the ``ctxl-v2`` local format, the
+  Contextual API, a custom reranker that accepts metadata) receives the metadata, through that
+  slot and never also in the text. ``send_metadata=None`` (the default) therefore sends
+  metadata to a slot reranker, and otherwise only when ``metadata_keys`` is given (an opt-in)
+  and the reranker accepts metadata (a backend that folds it into the text); ``True`` always
+  sends it (a reranker without a metadata field then raises ``UnsupportedFeatureError``);
+  ``False`` never sends it.
   When sent, each document's mapping is rendered by ``metadata_formatter`` when given,
   else by :func:`~rerank_integrations.metadata.format_metadata` (which drops ``_private``
   keys, ``None``, embedding vectors, nested dicts and other objects).
@@ -54,13 +57,27 @@ Decisions (the adapters' docs repeat them for users):
   *the* score; the backend's native number is kept under :data:`RAW_SCORE_KEY`.
 - **Construction from settings** (:func:`build_reranker`, :class:`LazyReranker`): an adapter
   holds either a ready :class:`~rerank_integrations.base.Reranker` or plain settings (so it
-  serialises); settings build the backend lazily on first use. ``None`` settings are left
-  out so the backend's own defaults apply.
+  serialises); settings build the backend lazily on first use — from async entry points in a
+  worker thread (:meth:`LazyReranker.aget`), never on the event loop. ``None`` settings are
+  left out so the backend's own defaults apply. A ``base_url`` given as a full endpoint
+  (ending in ``/rerank``, as Haystack's ``JinaRanker`` takes it) is cut back to the base URL
+  (:func:`normalise_base_url`).
+- **Untrusted settings** (:func:`check_backend_allowed`, :func:`check_reranker_settings`): a
+  ``"module:Class"`` backend is imported only when its module is this package's or was
+  allowed in code (:func:`allow_backend_modules`) or by the environment variable
+  :data:`ALLOWED_BACKENDS_ENV`; settings (``reranker_kwargs``, a ``to_config()`` dict) can
+  never switch on ``trust_remote_code`` / ``allow_pickle`` (build the reranker in code and
+  pass it as ``reranker=``), nor carry an ``api_key`` (the adapters' ``api_key`` field is
+  masked and never serialised). Checked at construction, before any import or model work.
+- **Replaced rerankers** (:func:`refresh_reranker`): when an adapter's settings change, the
+  holder built from the old ones is retired: closed as soon as no call is using it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping, Sequence
+import os
+import threading
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -68,26 +85,30 @@ from rerank_integrations.adapter_holder import (
     RERANKER_SETTING_FIELDS,
     LazyReranker,
     build_reranker,
+    normalise_base_url,
     refresh_from_fields,
     refresh_reranker,
 )
 from rerank_integrations.base import Reranker
-from rerank_integrations.errors import RerankInputError, RerankTypeError
+from rerank_integrations.errors import RerankError, RerankInputError, RerankTypeError
 from rerank_integrations.metadata import MetadataFormatter, format_metadata
 from rerank_integrations.ranking import select_results
 from rerank_integrations.results import RerankResult
 from rerank_integrations.validation import (
     bool_value,
+    mapping_value,
     optional_callable,
-    optional_mapping,
     optional_str,
     optional_str_sequence,
+    str_value,
     validate_instruction,
+    validate_query,
     validate_score_threshold,
     validate_top_n,
 )
 
 __all__ = [
+    "ALLOWED_BACKENDS_ENV",
     "RAW_SCORE_KEY",
     "RELEVANCE_SCORE_KEY",
     "SCORE_KEYS",
@@ -96,13 +117,21 @@ __all__ = [
     "PreparedCall",
     "RERANKER_SETTING_FIELDS",
     "RerankOptions",
+    "allow_backend_modules",
     "arerank_texts",
     "build_reranker",
     "check_adapter_settings",
+    "check_backend_allowed",
+    "check_reranker_config",
+    "check_reranker_settings",
     "dedupe_best",
     "finish_call",
+    "has_metadata_slot",
     "metadata_enabled",
+    "normalise_base_url",
+    "key_after_unpickle",
     "pair_results",
+    "pydantic_adapter_state",
     "prepare_call",
     "render_metadata",
     "refresh_from_fields",
@@ -111,6 +140,7 @@ __all__ = [
     "resolve_instruction",
     "resolve_score_threshold",
     "resolve_top_n",
+    "sanitized_validation_error",
     "score_metadata",
 ]
 
@@ -212,11 +242,43 @@ def _select_keys(meta: Mapping[str, Any], keys: Sequence[str] | None) -> Mapping
     return {k: meta[k] for k in keys if k in meta}
 
 
+#: local formats whose prompt has a real metadata slot (the rest fold metadata into the text).
+METADATA_SLOT_LOCAL_FORMATS: frozenset[str] = frozenset({"ctxl-v2"})
+
+
+def has_metadata_slot(reranker: Reranker) -> bool:
+    """Whether ``reranker`` takes metadata in a field of its own (not folded into the text).
+
+    True for the local ``ctxl-v2`` format (:data:`METADATA_SLOT_LOCAL_FORMATS`) and a remote
+    API with a metadata field (the Contextual API); False for every other local format and
+    remote API (they can only fold metadata into the document text). A custom reranker has a
+    slot when it accepts metadata (:attr:`Reranker.accepts_metadata`), unless it defines a
+    ``has_metadata_slot`` attribute of its own.
+    """
+    own = getattr(type(reranker), "has_metadata_slot", None)
+    if own is not None:
+        return bool(own.__get__(reranker) if hasattr(own, "__get__") else own)
+    if reranker.backend_name == "local":
+        return getattr(reranker, "model_format", None) in METADATA_SLOT_LOCAL_FORMATS
+    if reranker.backend_name == "remote":
+        from rerank_integrations.backends.remote.formats import get_format
+
+        return bool(get_format(getattr(reranker, "api_format", None)).supports_metadata)
+    return reranker.accepts_metadata
+
+
 def metadata_enabled(options: RerankOptions, reranker: Reranker) -> bool:
-    """Whether metadata goes to ``reranker``: ``send_metadata``, or when ``None`` its capability."""
-    if options.send_metadata is None:
-        return reranker.accepts_metadata
-    return options.send_metadata
+    """Whether metadata goes to ``reranker`` (through its metadata argument).
+
+    ``send_metadata`` when set; when ``None``: a reranker with a metadata slot
+    (:func:`has_metadata_slot`) gets it; another one only when ``metadata_keys`` asks for it
+    (an opt-in) and it accepts metadata (folds it into the text).
+    """
+    if options.send_metadata is not None:
+        return options.send_metadata
+    if has_metadata_slot(reranker):
+        return True
+    return options.metadata_keys is not None and reranker.accepts_metadata
 
 
 def render_metadata(
@@ -275,7 +337,12 @@ def prepare_call(
     top_n: object = None,
     score_threshold: object = None,
 ) -> PreparedCall:
-    """Validate the per-call arguments and compute the backend call (no I/O)."""
+    """Validate the per-call arguments and compute the backend call (no I/O).
+
+    The query is checked here (a blank query is a :class:`RerankInputError` naming ``query``)
+    so it fails before a lazy reranker is built, even for an empty document list.
+    """
+    validate_query(query)
     eff_top_n = resolve_top_n(options, top_n)
     eff_threshold = resolve_score_threshold(options, score_threshold)
     validate_instruction(instruction)  # type check even when there is nothing to rerank
@@ -301,17 +368,12 @@ def finish_call(call: PreparedCall, results: Sequence[RerankResult]) -> list[Rer
     return select_results(results, top_n=call.top_n, score_threshold=call.score_threshold)
 
 
-def _backend_call(
-    reranker: Reranker | LazyReranker, call: PreparedCall, options: RerankOptions
-) -> tuple[Reranker, dict[str, Any]]:
-    """The reranker to call (built if lazy) and the keyword arguments of its rerank call."""
-    backend = reranker.get() if isinstance(reranker, LazyReranker) else reranker
-    kwargs = {
+def _call_kwargs(backend: Reranker, call: PreparedCall, options: RerankOptions) -> dict[str, Any]:
+    return {
         "instruction": call.instruction,
         "metadata": call.metadata if metadata_enabled(options, backend) else None,
         "top_n": call.hint_top_n,
     }
-    return backend, kwargs
 
 
 def rerank_texts(
@@ -337,8 +399,12 @@ def rerank_texts(
     )  # fmt: skip
     if call.empty:
         return []
-    backend, kwargs = _backend_call(reranker, call, options)
-    return finish_call(call, backend.rerank(call.query, call.texts, **kwargs))
+    if isinstance(reranker, LazyReranker):
+        with reranker.using() as backend:
+            results = backend.rerank(call.query, call.texts, **_call_kwargs(backend, call, options))
+        return finish_call(call, results)
+    kwargs = _call_kwargs(reranker, call, options)
+    return finish_call(call, reranker.rerank(call.query, call.texts, **kwargs))
 
 
 async def arerank_texts(
@@ -359,8 +425,13 @@ async def arerank_texts(
     )  # fmt: skip
     if call.empty:
         return []
-    backend, kwargs = _backend_call(reranker, call, options)
-    return finish_call(call, await backend.arerank(call.query, call.texts, **kwargs))
+    if isinstance(reranker, LazyReranker):
+        async with reranker.ausing() as backend:
+            kwargs = _call_kwargs(backend, call, options)
+            results = await backend.arerank(call.query, call.texts, **kwargs)
+        return finish_call(call, results)
+    kwargs = _call_kwargs(reranker, call, options)
+    return finish_call(call, await reranker.arerank(call.query, call.texts, **kwargs))
 
 
 def pair_results(
@@ -404,12 +475,141 @@ def dedupe_best(
     return [items[i] for i in slots]
 
 
+# --------------------------------------------------------------------------- trust policy
+
+ALLOWED_BACKENDS_ENV = "RERANK_INTEGRATIONS_ALLOWED_BACKENDS"
+"""Environment variable: comma-separated module prefixes a ``"module:Class"`` backend may use."""
+
+_OWN_PACKAGE = "rerank_integrations"
+_ALLOWED_MODULES: set[str] = set()
+_ALLOWED_LOCK = threading.Lock()
+
+UNSAFE_SETTINGS: tuple[str, ...] = ("trust_remote_code", "allow_pickle")
+"""Reranker settings that may run code or unpickle data: never switched on from settings."""
+
+
+def allow_backend_modules(*prefixes: str) -> None:
+    """Allow ``"module:Class"`` backends from these modules (and their submodules), in code.
+
+    Adapters built from settings or loaded from a config (LangChain ``loads``, LlamaIndex
+    ``from_json``) import a custom backend's module only when it is this package's, allowed
+    here, or listed in the :data:`ALLOWED_BACKENDS_ENV` environment variable.
+    """
+    for prefix in prefixes:
+        str_value("prefixes", prefix)
+    with _ALLOWED_LOCK:
+        _ALLOWED_MODULES.update(p.strip() for p in prefixes)
+
+
+def _module_allowed(module: str, extra: Iterable[str]) -> bool:
+    env = [p.strip() for p in os.environ.get(ALLOWED_BACKENDS_ENV, "").split(",") if p.strip()]
+    with _ALLOWED_LOCK:
+        allowed = [_OWN_PACKAGE, *_ALLOWED_MODULES, *env, *extra]
+    return any(module == p or module.startswith(p + ".") for p in allowed)
+
+
+def check_backend_allowed(
+    backend: object, *, field: str = "backend", allowed: Iterable[str] = ()
+) -> None:
+    """Check a backend name before anything is imported (typed error naming ``field``).
+
+    ``"local"``/``"remote"`` are always allowed; a ``"module:Class"`` path must name a module
+    of this package, one allowed with :func:`allow_backend_modules` (or ``allowed``), or one
+    in :data:`ALLOWED_BACKENDS_ENV`; it must then import and name a ``Reranker`` subclass
+    (a missing module or class is a :class:`RerankInputError` here, not a late failure).
+    """
+    from rerank_integrations.config import BACKENDS, resolve_backend
+
+    name = str_value(field, backend)
+    if name in BACKENDS:
+        return
+    module, sep, qualname = name.partition(":")
+    if not sep or not module or not qualname:
+        raise RerankInputError(
+            field, f"unknown backend {name!r}: use one of {sorted(BACKENDS)} or 'module:Class'"
+        )
+    if not _module_allowed(module, allowed):
+        raise RerankInputError(
+            field,
+            f"module {module!r} is not allowed for a custom backend: allow it in code with "
+            f"rerank_integrations.adapter_support.allow_backend_modules({module!r}) or in "
+            f"the {ALLOWED_BACKENDS_ENV} environment variable",
+        )
+    try:
+        resolve_backend(name)
+    except RerankInputError as exc:
+        raise RerankInputError(field, str(exc).removeprefix("backend: ")) from None
+    except (ImportError, AttributeError) as exc:
+        raise RerankInputError(field, f"cannot load {name!r}: {type(exc).__name__}") from None
+
+
+def check_reranker_settings(settings: Mapping[str, Any], *, field: str) -> None:
+    """Refuse settings that must not come from data: an API key, or an unsafe switch.
+
+    ``settings`` is a ``reranker_kwargs`` mapping or a ``to_config()`` dict (``field`` names
+    it). ``trust_remote_code`` / ``allow_pickle`` set to anything but ``False``/``None`` and
+    any ``api_key`` raise :class:`RerankInputError` naming ``field[key]`` (never the value).
+    """
+    if settings.get("api_key") is not None:
+        raise RerankInputError(
+            f"{field}['api_key']",
+            "an API key is never taken from reranker settings (they are serialised and shown "
+            "in repr): pass it as the adapter's api_key=... (masked, never serialised), or "
+            "let the backend read its environment variable",
+        )
+    for name in UNSAFE_SETTINGS:
+        if settings.get(name) not in (None, False):
+            raise RerankInputError(
+                f"{field}[{name!r}]",
+                f"{name} cannot be switched on from settings (a loaded config could run code "
+                "or unpickle data): build the reranker in code, e.g. "
+                f"LocalReranker(model, {name}=True), and pass it as reranker=...",
+            )
+
+
+def check_reranker_config(config: Mapping[str, Any], *, field: str = "reranker") -> None:
+    """:func:`check_reranker_settings` and :func:`check_backend_allowed` for a
+    ``to_config()`` dict given as an adapter's ``reranker`` (what a deserialiser passes)."""
+    check_reranker_settings(config, field=field)
+    check_backend_allowed(config.get("backend"), field=f"{field}['backend']")
+
+
+def sanitized_validation_error(exc: Any) -> RerankError:
+    """A pydantic ``ValidationError`` as this package's typed error, without any input value.
+
+    Pydantic quotes the offending input (for a model-level error: the whole input dict, which
+    may hold the API key). The result names the field(s) and pydantic's message only.
+    """
+    errors = exc.errors(include_url=False, include_input=False, include_context=False)
+    fields = [".".join(str(p) for p in e.get("loc", ())) or "input" for e in errors]
+    msgs = [
+        f"{f}: {'unknown field' if e.get('type') == 'extra_forbidden' else e.get('msg', '')}"
+        for f, e in zip(fields, errors, strict=True)
+    ]
+    is_type = bool(errors) and all(
+        str(e.get("type", "")).endswith("_type") or e.get("type") == "is_instance_of"
+        for e in errors
+    )
+    cls = RerankTypeError if is_type else RerankInputError
+    return cls(fields[0] if fields else "input", "; ".join(msgs) or "invalid input")
+
+
 def _check_reranker_arg(field: str, value: object) -> None:
     if value is not None and not isinstance(value, Reranker | Mapping):
         raise RerankTypeError(
             field,
             f"must be a Reranker, a Reranker.to_config() dict or None, got {type(value).__name__}",
         )
+    if isinstance(value, Mapping):
+        check_reranker_config(mapping_value(field, value), field=field)
+
+
+def _check_reranker_kwargs(field: str, value: object) -> None:
+    check_reranker_settings(mapping_value(field, value), field=field)
+
+
+def _check_backend(field: str, value: object) -> None:
+    check_backend_allowed(value, field=field)
 
 
 def _check_api_key(field: str, value: object) -> None:
@@ -427,14 +627,14 @@ def _check_optional_bool(field: str, value: object) -> None:
 
 _SETTING_CHECKS: dict[str, Callable[[str, object], object]] = {
     "reranker": _check_reranker_arg,
-    "backend": optional_str,
+    "backend": _check_backend,
     "model": optional_str,
     "base_url": optional_str,
     "api_format": optional_str,
     "model_format": optional_str,
     "device": optional_str,
     "api_key": _check_api_key,
-    "reranker_kwargs": optional_mapping,
+    "reranker_kwargs": _check_reranker_kwargs,
     "top_n": lambda f, v: validate_top_n(v, field=f),
     "score_threshold": lambda f, v: validate_score_threshold(v, field=f),
     "instruction": lambda f, v: validate_instruction(v, field=f),
@@ -458,3 +658,49 @@ def check_adapter_settings(values: Mapping[str, Any]) -> None:
         check = _SETTING_CHECKS.get(name)
         if check is not None and value is not None:
             check(name, value)
+
+
+# --------------------------------------------------------------------------- pickling
+
+UNPICKLED_KEY_ENV = "RERANK_API_KEY"
+"""Where an unpickled adapter reads its API key (a pickle never holds the key)."""
+
+
+def pydantic_adapter_state(state: dict[str, Any], *, keep_key: bool) -> dict[str, Any]:
+    """The pickle / deepcopy state of a pydantic adapter (LangChain, LlamaIndex).
+
+    The lazy holder (locks, threads, a loaded model) is never copied: the copy rebuilds from
+    its settings on first use, and a ``reranker`` object travels as its ``to_config()``. With
+    ``keep_key=False`` (pickle) the API key is dropped and :func:`key_after_unpickle` supplies
+    it again; ``deepcopy`` (in-process) keeps it.
+    """
+    fields = dict(state.get("__dict__", {}))
+    private = dict(state.get("__pydantic_private__") or {})
+    dropped = bool(private.get("_key_dropped", False))
+    if not keep_key and fields.get("api_key") is not None:
+        fields["api_key"] = None
+        dropped = True
+    if isinstance(fields.get("reranker"), Reranker):
+        fields["reranker"] = fields["reranker"].to_config()
+    private["_holder"] = None
+    private["_key_dropped"] = dropped
+    return {**state, "__dict__": fields, "__pydantic_private__": private}
+
+
+def key_after_unpickle(base_url: str | None) -> str | None:
+    """The API key of an adapter whose key was dropped by pickling.
+
+    :data:`UNPICKLED_KEY_ENV` when set; else ``None`` for the provider's public host (the
+    remote backend reads the provider's own variable, e.g. ``CONTEXTUAL_API_KEY``); for a
+    custom ``base_url`` a :class:`RerankInputError` naming ``api_key`` (before any request).
+    """
+    value = os.environ.get(UNPICKLED_KEY_ENV, "").strip()
+    if value:
+        return value
+    if base_url is None:
+        return None
+    raise RerankInputError(
+        "api_key",
+        f"was not pickled (a pickle never holds the key): set {UNPICKLED_KEY_ENV} in this "
+        "process or assign the adapter's api_key again",
+    )

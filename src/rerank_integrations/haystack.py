@@ -14,10 +14,13 @@ called from :mod:`rerank_integrations.adapter_support`. Behaviour is documented 
 """
 
 import asyncio
+import copy
 import dataclasses
 import logging
+import os
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from rerank_integrations.extras import import_extra
@@ -33,6 +36,7 @@ from haystack.utils import (  # noqa: E402
     deserialize_secrets_inplace,
     serialize_callable,
 )
+from haystack.utils.auth import SecretType  # noqa: E402
 
 from rerank_integrations.adapter_support import (  # noqa: E402
     RAW_SCORE_KEY,
@@ -40,7 +44,10 @@ from rerank_integrations.adapter_support import (  # noqa: E402
     LazyReranker,
     RerankOptions,
     arerank_texts,
+    check_reranker_settings,
     dedupe_best,
+    metadata_enabled,
+    normalise_base_url,
     pair_results,
     refresh_reranker,
     rerank_texts,
@@ -51,8 +58,11 @@ from rerank_integrations.errors import RerankInputError, RerankTypeError  # noqa
 from rerank_integrations.metadata import MetadataFormatter  # noqa: E402
 from rerank_integrations.results import RerankResult  # noqa: E402
 from rerank_integrations.validation import (  # noqa: E402
+    bool_value,
     optional_mapping,
     optional_str_sequence,
+    str_value,
+    text_value,
     validate_instruction,
     validate_query,
     validate_score_threshold,
@@ -107,19 +117,34 @@ class RerankRanker:
         instruction: str | None = None,
         instruction_fn: InstructionFn | None = None,
         meta_fields_to_embed: Sequence[str] | None = None,
+        embedding_separator: str = "\n",
+        query_prefix: str = "",
+        query_suffix: str = "",
+        document_prefix: str = "",
+        document_suffix: str = "",
+        scale_score: bool = True,
         metadata_keys: Sequence[str] | None = None,
         metadata_formatter: MetadataFormatter | None = None,
         send_metadata: bool | None = None,
+        model_kwargs: Mapping[str, Any] | None = None,
+        tokenizer_kwargs: Mapping[str, Any] | None = None,
+        token: Secret | None = None,
         backend_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         """Configure the ranker (no model loading or network work happens here).
 
+        The parameters shared with Haystack's own rankers (``SentenceTransformersSimilarityRanker``,
+        ``JinaRanker``, ``CohereRanker``) mean exactly what they mean there; docs/haystack.md has
+        the table first-party -> ours and docs/migrating.md the switch.
+
         :param reranker: a :class:`Reranker`, or a ``to_config()`` dict of one (built in
             ``warm_up``).
             Mutually exclusive with the backend settings below.
-        :param backend: ``"local"``, ``"remote"`` or a ``"package.module:Class"`` path.
+        :param backend: ``"local"`` (the default when no ``reranker`` is given), ``"remote"`` or a
+            ``"package.module:Class"`` path.
         :param model: model id / path (local) or API model name (remote).
-        :param base_url: remote API base URL (remote backend only).
+        :param base_url: remote API base URL (remote backend only); a full endpoint ending in
+            ``/rerank`` (as ``JinaRanker`` takes it) is accepted as well.
         :param api_format: remote API dialect, e.g. ``"contextual"``, ``"jina"``, ``"cohere"``
             (remote backend only).
         :param api_key: a Haystack ``Secret`` (e.g. ``Secret.from_env_var("CONTEXTUAL_API_KEY")``),
@@ -130,18 +155,36 @@ class RerankRanker:
         :param reranker_kwargs: further JSON-serialisable constructor arguments of the
             backend's Reranker (the same name as in the LangChain and LlamaIndex adapters).
         :param top_k: keep at most this many documents (``None``: all). ``0`` is rejected.
-        :param score_threshold: keep documents with ``score >= score_threshold`` (``0.0`` is real).
+        :param score_threshold: keep documents with ``score >= score_threshold`` (``0.0`` is real),
+            compared with the score as returned (scaled or not, see ``scale_score``).
         :param instruction: the reranker instruction, e.g. ``"prefer the most recent source"``.
         :param instruction_fn: ``query -> instruction | None``, used when no per-call
             instruction is given.
-        :param meta_fields_to_embed: the ``Document.meta`` fields sent in the reranker's
-            per-document metadata field (Haystack's conventional name; ``metadata_keys`` is an
-            alias).
-        :param metadata_keys: alias of ``meta_fields_to_embed``.
+        :param meta_fields_to_embed: as in Haystack's rankers: these ``meta`` values are joined
+            with the content by ``embedding_separator`` into the text a plain model scores
+            (``None``: nothing). A reranker with a metadata slot (ctxl-v2, the Contextual API)
+            receives these fields in that slot instead (as ``key: value`` lines), never in the text.
+        :param embedding_separator: joins the embedded meta values and the content (``"\n"``).
+        :param query_prefix: / :param query_suffix: added around the query (Haystack's meaning).
+        :param document_prefix: / :param document_suffix: added around each document text.
+        :param scale_score: ``True`` (default): ``Document.score`` is the relevance in ``[0, 1]``
+            (the sigmoid of a cross-encoder's logit, as Haystack's ranker); ``False``: the
+            backend's raw score (the logit).
+        :param metadata_keys: opt in to sending these ``meta`` fields through the reranker's
+            metadata argument (to any reranker that accepts metadata; the backend folds them
+            into the text when it has no slot).
         :param metadata_formatter: ``meta -> str`` replacing the default formatter.
-        :param send_metadata: ``None`` (default) sends metadata when the reranker accepts it
-            (local models, the Contextual API; see ``Reranker.accepts_metadata``), ``True``
-            always, ``False`` never.
+        :param send_metadata: ``None`` (default): the metadata argument is used for a reranker
+            with a metadata slot, or when ``metadata_keys`` is given; ``True`` always (every field
+            unless selected); ``False`` never.
+        :param model_kwargs: Haystack's ``model_kwargs``, mapped onto the local backend
+            (``torch_dtype``/``dtype``, ``attn_implementation``, ``revision``); other keys raise
+            ``RerankInputError``.
+        :param tokenizer_kwargs: Haystack's ``tokenizer_kwargs`` (``model_max_length`` /
+            ``max_length`` -> ``max_length``); other keys raise ``RerankInputError``.
+        :param token: a Haystack ``Secret`` with a Hugging Face token; the local backend downloads
+            through ``huggingface_hub``, which reads ``HF_TOKEN``: a token that differs from it
+            raises ``RerankInputError`` in ``warm_up`` (set ``HF_TOKEN`` instead).
         :param backend_kwargs: deprecated name of ``reranker_kwargs`` (a DeprecationWarning).
         """
         if backend_kwargs is not None:
@@ -155,30 +198,44 @@ class RerankRanker:
                     "backend_kwargs", "is the deprecated name of reranker_kwargs: give one"
                 )
             reranker_kwargs = backend_kwargs
-        optional_str_sequence("meta_fields_to_embed", meta_fields_to_embed)
-        optional_str_sequence("metadata_keys", metadata_keys)
-        if (
-            meta_fields_to_embed is not None
-            and metadata_keys is not None
-            and list(meta_fields_to_embed) != list(metadata_keys)
+        fields_to_embed = optional_str_sequence("meta_fields_to_embed", meta_fields_to_embed)
+        selected = optional_str_sequence("metadata_keys", metadata_keys)
+        text_value("embedding_separator", embedding_separator)
+        for name, value in (
+            ("query_prefix", query_prefix),
+            ("query_suffix", query_suffix),
+            ("document_prefix", document_prefix),
+            ("document_suffix", document_suffix),
         ):
-            raise RerankInputError(
-                "metadata_keys", "is an alias of meta_fields_to_embed: give one of them"
-            )
-        keys = meta_fields_to_embed if meta_fields_to_embed is not None else metadata_keys
+            text_value(name, value)
+        bool_value("scale_score", scale_score)
         if api_key is not None and not isinstance(api_key, Secret):
             raise RerankTypeError(
                 "api_key", "must be a haystack.utils.Secret (e.g. Secret.from_env_var(...))"
             )
+        if token is not None and not isinstance(token, Secret):
+            raise RerankTypeError("token", "must be a haystack.utils.Secret or None")
         if device is not None and not isinstance(device, ComponentDevice):
             raise RerankTypeError("device", "must be a haystack.utils.ComponentDevice or None")
-        if device is not None and backend not in (None, "local"):
+        effective_backend = backend if backend is not None or reranker is not None else "local"
+        if device is not None and effective_backend not in (None, "local"):
             raise RerankInputError("device", "is only used by the local backend")
-        if api_key is not None and backend not in (None, "remote"):
+        if api_key is not None and effective_backend not in (None, "remote"):
             raise RerankInputError("api_key", "is only used by the remote backend")
+        for kw_name, kw_value in (
+            ("model_kwargs", model_kwargs),
+            ("tokenizer_kwargs", tokenizer_kwargs),
+        ):
+            if kw_value is not None and effective_backend not in (None, "local"):
+                raise RerankInputError(kw_name, "is only used by the local backend")
         optional_mapping("reranker_kwargs", reranker_kwargs)
+        if reranker_kwargs is not None:
+            check_reranker_settings(reranker_kwargs, field="reranker_kwargs")
+        local_kwargs = _local_kwargs(model_kwargs, tokenizer_kwargs)
+        if backend is not None:
+            str_value("backend", backend)
 
-        self.backend = backend
+        self.backend = effective_backend
         self.model = model
         self.base_url = base_url
         self.api_format = api_format
@@ -189,14 +246,26 @@ class RerankRanker:
         self.score_threshold = score_threshold
         self.instruction = instruction
         self.instruction_fn = instruction_fn
-        self.meta_fields_to_embed = list(keys) if keys is not None else None
+        self.meta_fields_to_embed = list(fields_to_embed) if fields_to_embed is not None else None
+        self.embedding_separator = embedding_separator
+        self.query_prefix = query_prefix
+        self.query_suffix = query_suffix
+        self.document_prefix = document_prefix
+        self.document_suffix = document_suffix
+        self.scale_score = scale_score
+        self.metadata_keys = list(selected) if selected is not None else None
         self.metadata_formatter = metadata_formatter
         self.send_metadata = send_metadata
+        self.model_kwargs = dict(model_kwargs) if model_kwargs is not None else None
+        self.tokenizer_kwargs = dict(tokenizer_kwargs) if tokenizer_kwargs is not None else None
+        self.token = token
+        self._local_kwargs = local_kwargs
         self._options()  # validate now: a bad top_k/threshold/... fails at construction
 
         self._given: Reranker | None = None  # the caller's reranker: never closed here
         self._config: dict[str, Any] | None = None  # a to_config() dict: built in warm_up
         self._holder: LazyReranker | None = None  # the same lazy holder as the other adapters
+        self._key_dropped = False
         plain = {
             "backend": backend,
             "model": model,
@@ -205,6 +274,8 @@ class RerankRanker:
             "device": device,
             "reranker_kwargs": reranker_kwargs,
             "api_key": api_key,
+            "model_kwargs": model_kwargs,
+            "tokenizer_kwargs": tokenizer_kwargs,
         }
         if reranker is not None:
             given = sorted(k for k, v in plain.items() if v is not None)
@@ -215,17 +286,14 @@ class RerankRanker:
             if isinstance(reranker, Reranker):
                 self._given = reranker
             elif isinstance(reranker, Mapping) and isinstance(reranker.get("backend"), str):
+                check_reranker_settings(reranker, field="reranker")
                 self._config = dict(reranker)
             else:
                 raise RerankTypeError(
                     "reranker", "must be a Reranker, a Reranker.to_config() dict, or None"
                 )
-        elif backend is None:
-            raise RerankInputError(
-                "backend", "give a Reranker or set backend ('local', 'remote' or 'module:Class')"
-            )
 
-    def _options(self) -> RerankOptions:
+    def _options(self, *, metadata_keys: Sequence[str] | None = None) -> RerankOptions:
         """The rerank options, read from the public attributes on every call.
 
         So a reassigned attribute (``ranker.top_k = 3``) is never shadowed by a cached value.
@@ -235,7 +303,7 @@ class RerankRanker:
             score_threshold=self.score_threshold,
             instruction=self.instruction,
             instruction_fn=self.instruction_fn,
-            metadata_keys=self.meta_fields_to_embed,
+            metadata_keys=metadata_keys if metadata_keys is not None else self.metadata_keys,
             metadata_formatter=self.metadata_formatter,
             send_metadata=self.send_metadata,
         )
@@ -257,13 +325,16 @@ class RerankRanker:
         """Constructor settings for the backend (``None`` values are dropped when building)."""
         settings: dict[str, Any] = {
             "model": self.model,
-            "base_url": self.base_url,
+            "base_url": normalise_base_url(self.base_url),
             "api_format": self.api_format,
         }
         if self.device is not None:
             settings["device"] = self.device.to_torch_str()
         if self.backend == "remote" and self.api_key is not None:
             settings["api_key"] = self.api_key.resolve_value()
+        if self.backend == "local":
+            settings.update(_local_kwargs(self.model_kwargs, self.tokenizer_kwargs))
+            _check_token(self.token)
         settings.update(self.reranker_kwargs or {})
         return settings
 
@@ -271,9 +342,15 @@ class RerankRanker:
         """The lazy holder for the current source; a reassigned setting gets a new holder.
 
         Built by :func:`~rerank_integrations.adapter_support.refresh_reranker`, exactly as in
-        the LangChain and LlamaIndex adapters: nothing is built until it is needed, and a
-        holder made from old settings is never used for new ones.
+        the LangChain and LlamaIndex adapters: nothing is built until it is needed, a holder made
+        from old settings is never used for new ones, and the replaced one is closed once idle.
         """
+        if self._key_dropped and self.api_key is None:
+            raise RerankInputError(
+                "api_key",
+                "a Secret.from_token key is never pickled: give api_key again "
+                "(use Secret.from_env_var(...) for a component you pickle or save)",
+            )
         if self._given is not None or self._config is not None:
             self._holder = refresh_reranker(self._holder, self._given, config=self._config)
         else:
@@ -331,6 +408,16 @@ class RerankRanker:
             instruction=self.instruction,
             instruction_fn=serialize_callable(self.instruction_fn) if self.instruction_fn else None,
             meta_fields_to_embed=self.meta_fields_to_embed,
+            embedding_separator=self.embedding_separator,
+            query_prefix=self.query_prefix,
+            query_suffix=self.query_suffix,
+            document_prefix=self.document_prefix,
+            document_suffix=self.document_suffix,
+            scale_score=self.scale_score,
+            metadata_keys=self.metadata_keys,
+            model_kwargs=self.model_kwargs,
+            tokenizer_kwargs=self.tokenizer_kwargs,
+            token=self.token,
             metadata_formatter=(
                 serialize_callable(self.metadata_formatter) if self.metadata_formatter else None
             ),
@@ -345,7 +432,7 @@ class RerankRanker:
         deserialization allowlist (see docs/haystack.md).
         """
         params = dict(data.get("init_parameters", {}))
-        deserialize_secrets_inplace(params, keys=["api_key"])
+        deserialize_secrets_inplace(params, keys=["api_key", "token"])
         for name in ("instruction_fn", "metadata_formatter"):
             if isinstance(params.get(name), str):
                 params[name] = deserialize_callable(params[name])
@@ -354,7 +441,64 @@ class RerankRanker:
         _check_backend_allowed(params.get("backend"))
         return default_from_dict(cls, {**data, "init_parameters": params})
 
+    # -- pickling / copying -----------------------------------------------------------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Settings only: the built reranker is never pickled (rebuilt on first use), a passed
+        reranker travels as its ``to_config()``, and a ``Secret.from_token`` key is dropped."""
+        state = dict(self.__dict__)
+        state["_holder"] = None
+        if state.get("_given") is not None:
+            state["_config"] = state["_given"].to_config()
+            state["_given"] = None
+        key = state.get("api_key")
+        if isinstance(key, Secret) and key.type != SecretType.ENV_VAR:
+            state["api_key"] = None
+            state["_key_dropped"] = True
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> "RerankRanker":
+        """A copy with its own reranker (rebuilt from the settings on first use)."""
+        state = dict(self.__dict__)
+        state["_holder"] = None
+        if state.get("_given") is not None:
+            state["_config"] = state["_given"].to_config()
+            state["_given"] = None
+        new = type(self).__new__(type(self))
+        new.__setstate__(copy.deepcopy(state, memo))
+        return new
+
     # -- running ---------------------------------------------------------------------------
+
+    def _prepared(
+        self, docs: list[Document], reranker: Reranker
+    ) -> tuple[list[str], list[dict[str, Any]] | None, RerankOptions]:
+        """The texts, metadata mappings and options of one call (docs/haystack.md's table).
+
+        A plain model scores Haystack's own text: ``document_prefix +
+        embedding_separator.join([*meta values of meta_fields_to_embed, content]) +
+        document_suffix``. When the metadata argument is used (a reranker with a metadata slot,
+        or ``metadata_keys`` / ``send_metadata=True``) the fields go there instead and the text is
+        ``document_prefix + content + document_suffix``.
+        """
+        keys = self.metadata_keys if self.metadata_keys is not None else self.meta_fields_to_embed
+        options = self._options(metadata_keys=keys)
+        channel = metadata_enabled(options, reranker)
+        if channel and keys is None and self.send_metadata is not True:
+            channel = False  # Haystack's meta_fields_to_embed=None: no metadata at all
+        if channel:
+            texts = [self.document_prefix + (d.content or "") + self.document_suffix for d in docs]
+            return texts, [d.meta for d in docs], options
+        fields = self.meta_fields_to_embed or []
+        texts = []
+        for d in docs:
+            values = [str(d.meta[k]) for k in fields if d.meta.get(k) is not None]
+            body = self.embedding_separator.join([*values, d.content or ""])
+            texts.append(self.document_prefix + body + self.document_suffix)
+        return texts, None, replace(options, send_metadata=False)
 
     def _unique_documents(
         self,
@@ -363,6 +507,7 @@ class RerankRanker:
         top_k: int | None,
         instruction: str | None,
         score_threshold: float | None,
+        scale_score: bool | None,
     ) -> list[Document]:
         """Validate the call (before any model or network work) and drop duplicate ids."""
         validate_query(query)
@@ -376,20 +521,33 @@ class RerankRanker:
         validate_top_n(top_k, field="top_k")
         validate_score_threshold(score_threshold)
         validate_instruction(instruction)
+        if scale_score is not None:
+            bool_value("scale_score", scale_score)
         return dedupe_best(documents, key=lambda d: d.id, score=lambda d: d.score)
 
-    @staticmethod
-    def _texts(docs: list[Document]) -> tuple[list[str], list[dict[str, Any]]]:
-        return [d.content or "" for d in docs], [d.meta for d in docs]
-
-    @staticmethod
-    def _scored(docs: list[Document], results: list[RerankResult]) -> list[Document]:
-        return [
-            dataclasses.replace(
-                doc, score=r.relevance_score, meta={**doc.meta, RAW_SCORE_KEY: r.raw_score}
+    def _select(
+        self,
+        docs: list[Document],
+        results: list[RerankResult],
+        options: RerankOptions,
+        top_k: int | None,
+        score_threshold: float | None,
+        scale: bool,
+    ) -> list[Document]:
+        """Threshold then ``top_k``, on the score as returned (scaled or raw)."""
+        threshold = options.score_threshold if score_threshold is None else score_threshold
+        limit = options.top_n if top_k is None else top_k
+        out = []
+        for doc, r in pair_results(docs, results):
+            score = r.relevance_score if scale else r.raw_score
+            if threshold is not None and score < threshold:
+                continue
+            out.append(
+                dataclasses.replace(doc, score=score, meta={**doc.meta, RAW_SCORE_KEY: r.raw_score})
             )
-            for doc, r in pair_results(docs, results)
-        ]
+        if not scale:  # raw scores may order ties differently from the relevance
+            out.sort(key=lambda d: -(d.score or 0.0))
+        return out if limit is None else out[:limit]
 
     @component.output_types(documents=list[Document])
     def run(
@@ -399,6 +557,7 @@ class RerankRanker:
         top_k: int | None = None,
         instruction: str | None = None,
         score_threshold: float | None = None,
+        scale_score: bool | None = None,
     ) -> dict[str, list[Document]]:
         """Rerank ``documents`` for ``query``; best first.
 
@@ -409,19 +568,24 @@ class RerankRanker:
         :param instruction: overrides the configured instruction / ``instruction_fn`` when not
             ``None``; ``""`` switches the instruction off for this call.
         :param score_threshold: overrides the configured threshold when not ``None``.
+        :param scale_score: overrides the configured ``scale_score`` when not ``None``.
         :returns: ``{"documents": [...]}`` — copies with ``score`` set and the raw score in meta.
         """
-        options = self._options()
-        docs = self._unique_documents(query, documents, top_k, instruction, score_threshold)
+        self._options()
+        docs = self._unique_documents(
+            query, documents, top_k, instruction, score_threshold, scale_score
+        )
         if not docs:
             return {"documents": []}
         self.warm_up()
-        texts, metas = self._texts(docs)
-        results = rerank_texts(
-            self._lazy(), query, texts, metas, options,
-            instruction=instruction, top_n=top_k, score_threshold=score_threshold,
-        )  # fmt: skip
-        return {"documents": self._scored(docs, results)}
+        scale = self.scale_score if scale_score is None else scale_score
+        with self._lazy().using() as reranker:
+            texts, metas, options = self._prepared(docs, reranker)
+            results = rerank_texts(
+                reranker, self.query_prefix + query + self.query_suffix, texts, metas,
+                replace(options, top_n=None, score_threshold=None), instruction=instruction,
+            )  # fmt: skip
+        return {"documents": self._select(docs, results, options, top_k, score_threshold, scale)}
 
     @component.output_types(documents=list[Document])
     async def run_async(
@@ -431,16 +595,66 @@ class RerankRanker:
         top_k: int | None = None,
         instruction: str | None = None,
         score_threshold: float | None = None,
+        scale_score: bool | None = None,
     ) -> dict[str, list[Document]]:
-        """Async :meth:`run`: same parameters, same result; uses the reranker's ``arerank``."""
-        options = self._options()
-        docs = self._unique_documents(query, documents, top_k, instruction, score_threshold)
+        """Async :meth:`run`: same parameters, same result; uses the reranker's ``arerank``
+        (a model load runs in a worker thread, never on the event loop)."""
+        self._options()
+        docs = self._unique_documents(
+            query, documents, top_k, instruction, score_threshold, scale_score
+        )
         if not docs:
             return {"documents": []}
         await self.warm_up_async()
-        texts, metas = self._texts(docs)
-        results = await arerank_texts(
-            self._lazy(), query, texts, metas, options,
-            instruction=instruction, top_n=top_k, score_threshold=score_threshold,
-        )  # fmt: skip
-        return {"documents": self._scored(docs, results)}
+        scale = self.scale_score if scale_score is None else scale_score
+        async with self._lazy().ausing() as reranker:
+            texts, metas, options = self._prepared(docs, reranker)
+            results = await arerank_texts(
+                reranker, self.query_prefix + query + self.query_suffix, texts, metas,
+                replace(options, top_n=None, score_threshold=None), instruction=instruction,
+            )  # fmt: skip
+        return {"documents": self._select(docs, results, options, top_k, score_threshold, scale)}
+
+
+_MODEL_KWARGS = {
+    "torch_dtype": "dtype",
+    "dtype": "dtype",
+    "attn_implementation": "attn_implementation",
+    "revision": "revision",
+}
+_TOKENIZER_KWARGS = {"model_max_length": "max_length", "max_length": "max_length"}
+
+
+def _local_kwargs(
+    model_kwargs: Mapping[str, Any] | None, tokenizer_kwargs: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """Haystack's ``model_kwargs`` / ``tokenizer_kwargs`` as LocalReranker arguments."""
+    out: dict[str, Any] = {}
+    for field, given, table in (
+        ("model_kwargs", model_kwargs, _MODEL_KWARGS),
+        ("tokenizer_kwargs", tokenizer_kwargs, _TOKENIZER_KWARGS),
+    ):
+        for key, value in (optional_mapping(field, given) or {}).items():
+            if key not in table:
+                raise RerankInputError(
+                    f"{field}[{key!r}]",
+                    f"is not supported by the local backend (supported: {sorted(table)}); pass "
+                    "other LocalReranker arguments in reranker_kwargs",
+                )
+            if key in ("torch_dtype", "dtype") and not isinstance(value, str):
+                value = str(value).removeprefix("torch.")  # a torch.dtype object
+            out[table[key]] = value
+    return out
+
+
+def _check_token(token: Secret | None) -> None:
+    """The local backend downloads with huggingface_hub, which reads ``HF_TOKEN`` itself."""
+    if token is None:
+        return
+    value = token.resolve_value()
+    if value and value != os.environ.get("HF_TOKEN"):
+        raise RerankInputError(
+            "token",
+            "the local backend downloads through huggingface_hub, which reads HF_TOKEN: set the "
+            "token there (or log in with `hf auth login`) instead of passing a different one",
+        )

@@ -8,29 +8,36 @@ Drop-in::
         base_retriever=my_retriever,
     )
 
-The behaviour (instruction precedence, metadata rendering, top-n/threshold, score keys,
+The behaviour (instruction precedence, metadata policy, top-n/threshold, score keys,
 ``top_n=0`` rejected) is :mod:`rerank_integrations.adapter_support`'s; this module only maps
-``Document`` objects to texts + metadata mappings and back. LangChain specifics:
+``Document`` objects to texts + metadata mappings and back. LangChain specifics (the table
+first-party -> ours is in docs/langchain.md; switching is docs/migrating.md):
 
-- Text sent: ``page_content``. Metadata sent: ``Document.metadata`` through the reranker's
-  metadata field (rendered by ``format_metadata`` — vectors, ``_private`` keys and nested dicts
-  are dropped — or by ``metadata_formatter``; ``metadata_keys`` selects fields;
-  ``send_metadata``: ``None`` (default) sends it when the reranker accepts metadata,
-  ``True`` always, ``False`` never).
+- ``top_n`` defaults to ``3``, as LangChain's own rerankers (``CrossEncoderReranker``,
+  ``CohereRerank``, ``FlashrankRerank``); ``None`` keeps every document.
+- Text sent: ``page_content`` (exactly what ``CrossEncoderReranker`` scores). Metadata goes only
+  to a reranker with a metadata slot (ctxl-v2 locally, the Contextual API) through that slot,
+  never into the text; ``metadata_keys`` / ``send_metadata=True`` opt in to more.
 - Returned documents are shallow copies (``model_copy``: same class, same ``id``, same
   ``page_content``) with a NEW metadata dict ``{**doc.metadata, "relevance_score": ...,
   "rerank_raw_score": ...}``; the inputs are never modified.
 - ``callbacks`` is accepted (the ``BaseDocumentCompressor`` contract) and not used.
-- ``acompress_documents`` is native: it awaits ``Reranker.arerank``.
+- ``acompress_documents`` is native: it awaits ``Reranker.arerank``; a lazy model load runs in
+  a worker thread, never on the event loop.
 - The reranker is either a ``reranker=`` object or built lazily (first call) from plain settings
   (``backend``, ``model``, ``base_url``, ``api_key``, ...), so constructing or deserialising a
   compressor loads nothing. Reassigning a setting (or ``model_copy(update=...)``) takes effect on
-  the next call. ``api_key`` is a ``SecretStr``: masked in ``repr``/``model_dump_json`` and
-  replaced by the secret id ``RERANK_API_KEY`` in ``langchain_core.load.dumps``.
+  the next call; the replaced reranker is closed once no call uses it. ``api_key`` is a
+  ``SecretStr``: masked in ``repr``/``model_dump_json``, replaced by the secret id
+  ``RERANK_API_KEY`` in ``langchain_core.load.dumps``, never pickled.
+- Loading a config (``loads``) imports a ``"module:Class"`` backend only from this package or an
+  allowed module (:func:`~rerank_integrations.adapter_support.allow_backend_modules`), and never
+  switches on ``trust_remote_code`` / ``allow_pickle``.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -43,12 +50,13 @@ from langchain_core.documents import BaseDocumentCompressor, Document  # noqa: E
 from langchain_core.load.serializable import Serializable  # noqa: E402
 from langchain_core.runnables import RunnableLambda  # noqa: E402
 from pydantic import (  # noqa: E402
+    BaseModel,
     ConfigDict,
     Field,
     PrivateAttr,
     SecretStr,
+    ValidationError,
     field_serializer,
-    field_validator,
 )
 
 from rerank_integrations.adapter_support import (  # noqa: E402
@@ -56,12 +64,16 @@ from rerank_integrations.adapter_support import (  # noqa: E402
     RerankOptions,
     arerank_texts,
     check_adapter_settings,
+    key_after_unpickle,
     pair_results,
+    pydantic_adapter_state,
     refresh_from_fields,
     rerank_texts,
+    sanitized_validation_error,
     score_metadata,
 )
 from rerank_integrations.base import Reranker  # noqa: E402
+from rerank_integrations.errors import RerankInputError, RerankTypeError  # noqa: E402
 from rerank_integrations.results import RerankResult  # noqa: E402
 
 __all__ = ["RerankCompressor"]
@@ -75,14 +87,16 @@ class RerankCompressor(BaseDocumentCompressor, Serializable):
     ``"module:Class"``), ``model``, ``base_url``, ``api_key``, ``api_format``,
     ``model_format``, ``device`` and any other constructor argument in ``reranker_kwargs``.
     Unset (``None``) settings use the backend's defaults. Giving both raises ``ValueError``.
+    ``top_n`` defaults to 3 (LangChain's rerankers' default; ``None`` keeps all).
     """
 
     model_config = ConfigDict(
         extra="forbid", arbitrary_types_allowed=True, validate_assignment=True
     )
 
-    reranker: Reranker | None = None
-    """A ready reranker (serialised as its ``to_config()``; never holds a secret)."""
+    reranker: Reranker | dict[str, Any] | None = None
+    """A ready reranker (serialised as its ``to_config()``; never holds a secret), or such a
+    ``to_config()`` dict (what deserialising gives back; built lazily on first use)."""
     backend: str | None = None
     model: str | None = None
     base_url: str | None = None
@@ -92,8 +106,9 @@ class RerankCompressor(BaseDocumentCompressor, Serializable):
     device: str | None = None
     reranker_kwargs: dict[str, Any] = Field(default_factory=dict)
 
-    top_n: int | None = Field(default=None, strict=True)
-    """Keep at most this many (``None``: all; ``0`` is rejected)."""
+    top_n: int | None = Field(default=3, strict=True)
+    """Keep at most this many (default 3 as LangChain's rerankers; ``None``: all; ``0`` is
+    rejected)."""
     score_threshold: float | None = None
     """Keep documents with ``relevance_score >= score_threshold`` (``0.0`` is a real value)."""
     instruction: str | None = None
@@ -105,27 +120,43 @@ class RerankCompressor(BaseDocumentCompressor, Serializable):
     send_metadata: bool | None = None
 
     _holder: LazyReranker | None = PrivateAttr(default=None)
+    _key_dropped: bool = PrivateAttr(default=False)
 
     def __init__(self, **data: Any) -> None:
         check_adapter_settings(data)  # the core's typed errors, before pydantic sees the input
-        super().__init__(**data)
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:  # pydantic quotes inputs (the key): never shown
+            raise sanitized_validation_error(exc) from None
 
     def __setattr__(self, name: str, value: Any) -> None:
         check_adapter_settings({name: value})  # ``c.top_n = 0`` fails here, not on later calls
-        super().__setattr__(name, value)
+        try:
+            super().__setattr__(name, value)
+        except ValidationError as exc:
+            raise sanitized_validation_error(exc) from None
+        if name == "api_key":
+            self._key_dropped = False
 
     # --- pydantic / LangChain plumbing --------------------------------------------------
 
-    @field_validator("reranker", mode="before")
-    @classmethod
-    def _reranker_from_config(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            return Reranker.from_config(value)
-        return value
-
     @field_serializer("reranker")
-    def _reranker_to_config(self, value: Reranker | None) -> dict[str, Any] | None:
-        return None if value is None else value.to_config()
+    def _reranker_to_config(self, value: Reranker | dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        return dict(value) if isinstance(value, dict) else value.to_config()
+
+    def __getstate__(self) -> dict[Any, Any]:
+        """Pickle state: settings only (a ``reranker`` as its ``to_config()``), never the key
+        (re-read from ``RERANK_API_KEY`` on unpickling) nor the built reranker."""
+        return pydantic_adapter_state(BaseModel.__getstate__(self), keep_key=False)
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> RerankCompressor:
+        """A copy with its own reranker, rebuilt from the settings on first use."""
+        state = pydantic_adapter_state(BaseModel.__getstate__(self), keep_key=True)
+        new = type(self).__new__(type(self))
+        new.__setstate__(copy.deepcopy(state, memo))
+        return new
 
     def model_post_init(self, context: Any, /) -> None:
         self._options()  # validate top_n, threshold, instruction, metadata settings now
@@ -144,7 +175,10 @@ class RerankCompressor(BaseDocumentCompressor, Serializable):
         return {"api_key": "RERANK_API_KEY"}
 
     def to_json(self) -> Any:
-        """LangChain serialisation; a ``reranker`` object is written as its ``to_config()``."""
+        """LangChain serialisation; a ``reranker`` object is written as its ``to_config()``.
+
+        Loading it back (``loads``) goes through ``__init__``: a custom backend module must be
+        allowed, and ``trust_remote_code``/``allow_pickle`` cannot be switched on."""
         serialized = super().to_json()
         kwargs = serialized.get("kwargs")
         if isinstance(kwargs, dict) and isinstance(kwargs.get("reranker"), Reranker):
@@ -157,7 +191,10 @@ class RerankCompressor(BaseDocumentCompressor, Serializable):
         return RerankOptions.from_object(self)
 
     def _lazy(self) -> LazyReranker:
-        key = None if self.api_key is None else self.api_key.get_secret_value()
+        if self.api_key is not None:
+            key: str | None = self.api_key.get_secret_value()
+        else:
+            key = key_after_unpickle(self.base_url) if self._key_dropped else None
         self._holder = refresh_from_fields(self._holder, self, api_key=key)
         return self._holder
 
@@ -187,7 +224,7 @@ class RerankCompressor(BaseDocumentCompressor, Serializable):
         Per-call ``instruction``/``top_n``/``score_threshold`` override the configured values
         when not ``None`` (``instruction=""`` switches a configured instruction off).
         """
-        docs = list(documents)
+        docs = _documents(documents)
         results = rerank_texts(
             self._lazy(),
             query,
@@ -211,7 +248,7 @@ class RerankCompressor(BaseDocumentCompressor, Serializable):
         score_threshold: float | None = None,
     ) -> Sequence[Document]:
         """Async :meth:`compress_documents` (awaits ``Reranker.arerank``); same results."""
-        docs = list(documents)
+        docs = _documents(documents)
         results = await arerank_texts(
             self._lazy(),
             query,
@@ -232,10 +269,23 @@ class RerankCompressor(BaseDocumentCompressor, Serializable):
         works with ``invoke`` and ``ainvoke`` (the latter natively async).
         """
 
-        def _args(inputs: dict[str, Any]) -> dict[str, Any]:
+        def _args(inputs: Any) -> dict[str, Any]:
+            if not isinstance(inputs, Mapping):
+                raise RerankTypeError(
+                    "input",
+                    "the rerank step takes a dict {'documents': [...], 'query': str}, got "
+                    f"{type(inputs).__name__}; build it with "
+                    "{'documents': retriever, 'query': RunnablePassthrough()} | "
+                    "compressor.as_runnable(), or use ContextualCompressionRetriever",
+                )
             extra = set(inputs) - {"documents", "query", "instruction", "top_n", "score_threshold"}
             if extra:
-                raise ValueError(f"unexpected keys in the rerank step's input: {sorted(extra)}")
+                raise RerankInputError(
+                    "input", f"unexpected keys in the rerank step's input: {sorted(extra)}"
+                )
+            missing = {"documents", "query"} - set(inputs)
+            if missing:
+                raise RerankInputError("input", f"missing keys {sorted(missing)}")
             return dict(inputs)
 
         def _invoke(inputs: dict[str, Any]) -> list[Document]:
@@ -250,3 +300,18 @@ class RerankCompressor(BaseDocumentCompressor, Serializable):
         """Close a reranker this compressor built from settings (a passed-in one is yours)."""
         if self._holder is not None:
             self._holder.close()
+
+
+def _documents(documents: object) -> list[Document]:
+    """The documents as a list, each checked (typed errors naming ``documents[i]``)."""
+    if isinstance(documents, str | bytes | Mapping) or not isinstance(documents, Sequence):
+        raise RerankTypeError(
+            "documents", f"must be a sequence of Document, got {type(documents).__name__}"
+        )
+    docs = list(documents)
+    for i, doc in enumerate(docs):
+        if not isinstance(doc, Document):
+            raise RerankTypeError(
+                f"documents[{i}]", f"must be a Document, got {type(doc).__name__}"
+            )
+    return docs

@@ -8,20 +8,23 @@ Drop-in::
 The rerank rules (instruction precedence, metadata rendering, top-n/threshold, ``top_n=0``
 rejected) are :mod:`rerank_integrations.adapter_support`'s. LlamaIndex specifics decided here:
 
-- **Text vs metadata (never both by accident).** ``metadata_mode`` (default
-  ``MetadataMode.EMBED``, what LlamaIndex's own rerankers read) chooses WHICH metadata of a node
-  is visible: ``EMBED`` drops the node's ``excluded_embed_metadata_keys``, ``LLM`` its
-  ``excluded_llm_metadata_keys``, ``ALL`` nothing, ``NONE`` everything. ``send_metadata``
-  chooses WHERE it goes:
+- **Defaults follow LlamaIndex's rerankers** (``SentenceTransformerRerank``, ``JinaRerank``,
+  ``CohereRerank``): ``top_n=2`` (``None`` keeps every node), and the text a plain model scores
+  is ``node.get_content(metadata_mode=MetadataMode.EMBED)`` byte for byte (the node's own
+  metadata template, ``excluded_embed_metadata_keys`` honoured). The table first-party -> ours
+  is in docs/llamaindex.md; switching is docs/migrating.md.
+- **Text vs metadata (never both).** ``metadata_mode`` (default ``EMBED``) chooses WHICH metadata
+  of a node is visible: ``EMBED`` drops the node's ``excluded_embed_metadata_keys``, ``LLM`` its
+  ``excluded_llm_metadata_keys``, ``ALL`` nothing, ``NONE`` everything. Whether it goes to the
+  reranker's metadata field is :func:`~rerank_integrations.adapter_support.metadata_enabled`:
 
-  - ``send_metadata=None`` (default) means ``True`` when the reranker accepts metadata
-    (``Reranker.accepts_metadata``: local models, the Contextual API) and ``False`` otherwise.
-  - ``send_metadata=True``: text = ``node.get_content(metadata_mode=MetadataMode.NONE)``
-    and the visible metadata goes through the reranker's metadata field (rendered by
-    ``format_metadata`` / ``metadata_formatter``, filtered by ``metadata_keys``; the node's
-    exclusion lists always apply — use ``metadata_mode=ALL`` to ignore them).
-  - ``send_metadata=False``: text = ``node.get_content(metadata_mode=metadata_mode)`` (LlamaIndex
-    renders the visible metadata into the text with the node's own template) and no metadata field.
+  - metadata field used (by default only for a reranker with a metadata slot — ctxl-v2
+    locally, the Contextual API —, or opted in with ``metadata_keys`` / ``send_metadata=True``):
+    text = ``node.get_content(metadata_mode=MetadataMode.NONE)``, the visible metadata goes
+    through the field (rendered by ``format_metadata`` / ``metadata_formatter``, filtered by
+    ``metadata_keys``; the node's exclusion lists always apply);
+  - otherwise (every plain model by default, ``send_metadata=False``): text =
+    ``node.get_content(metadata_mode=metadata_mode)`` and no metadata field.
 
 - **Per-call instruction.** The query engine calls ``postprocess_nodes(nodes, query_bundle)``
   with no room for extra arguments, so a per-call instruction is set for a block of code::
@@ -42,17 +45,24 @@ rejected) are :mod:`rerank_integrations.adapter_support`'s. LlamaIndex specifics
   go through the instrumentation dispatcher, and a ``CBEventType.RERANKING`` event through the
   callback manager (payload: nodes, model name, query string, top_k). ``top_n`` in the start
   event is the configured one, or the number of nodes when unset (the event requires an int).
-- A missing ``query_bundle`` raises ``ValueError``; empty nodes return ``[]`` with no reranker
-  call and no events.
+- Both ``_postprocess_nodes`` and ``_apostprocess_nodes`` run inside an instrumentation span.
+- A missing ``query_bundle`` raises ``ValueError``, a blank query or a non-``NodeWithScore`` in
+  ``nodes`` a typed error naming it, before any model work; empty nodes return ``[]`` with no
+  reranker call (nothing is built) but fire the start and end events, like first-party
+  rerankers fire their start event.
 - **Serialisation** (``to_dict``/``to_json``): settings, options and ``metadata_mode``;
   ``api_key``, ``instruction_fn``, ``metadata_formatter`` and ``callback_manager`` are excluded;
-  a ``reranker`` object is written as its ``to_config()`` and rebuilt by ``from_dict``. Give the
-  key again with ``RerankPostprocessor.from_dict(data, api_key=...)`` (or let the backend read
-  its environment variable).
+  a ``reranker`` object is written as its ``to_config()`` and rebuilt lazily after ``from_dict``.
+  Give the key again with ``RerankPostprocessor.from_dict(data, api_key=...)`` (or let the
+  backend read its environment variable). Loading imports a ``"module:Class"`` backend only from
+  this package or an allowed module, and never switches on ``trust_remote_code`` /
+  ``allow_pickle``. Pickle / ``deepcopy`` carry the settings only (never the key, never the built
+  model).
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -64,12 +74,13 @@ from rerank_integrations.extras import import_extra
 import_extra("llama_index.core", extra="llamaindex", feature="rerank_integrations.llama_index")
 
 from llama_index.core.bridge.pydantic import (  # noqa: E402
+    BaseModel,
     ConfigDict,
     Field,
     PrivateAttr,
     SecretStr,
+    ValidationError,
     field_serializer,
-    field_validator,
 )
 from llama_index.core.callbacks import CBEventType, EventPayload  # noqa: E402
 from llama_index.core.instrumentation.events.rerank import (  # noqa: E402
@@ -86,14 +97,18 @@ from rerank_integrations.adapter_support import (  # noqa: E402
     RerankOptions,
     arerank_texts,
     check_adapter_settings,
+    key_after_unpickle,
     metadata_enabled,
     pair_results,
+    pydantic_adapter_state,
     refresh_from_fields,
     rerank_texts,
+    sanitized_validation_error,
 )
 from rerank_integrations.base import Reranker  # noqa: E402
+from rerank_integrations.errors import RerankTypeError  # noqa: E402
 from rerank_integrations.results import RerankResult  # noqa: E402
-from rerank_integrations.validation import validate_instruction  # noqa: E402
+from rerank_integrations.validation import validate_instruction, validate_query  # noqa: E402
 
 __all__ = ["RerankPostprocessor"]
 
@@ -125,12 +140,14 @@ class RerankPostprocessor(BaseNodePostprocessor):
     Give either ``reranker`` or plain settings (``backend`` — ``"local"`` by default,
     ``"remote"`` or ``"module:Class"`` —, ``model``, ``base_url``, ``api_key``, ``api_format``,
     ``model_format``, ``device``, other constructor arguments in ``reranker_kwargs``); the
-    backend is built on first use. Both raises ``ValueError``.
+    backend is built on first use. Both raises ``ValueError``. ``top_n`` defaults to 2 (as
+    LlamaIndex's rerankers; ``None`` keeps all). ``keep_retrieval_score=True`` keeps each node's
+    incoming score in the copy's ``metadata["retrieval_score"]`` (as ``SentenceTransformerRerank``).
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
-    reranker: Reranker | None = None
+    reranker: Reranker | dict[str, Any] | None = None
     backend: str | None = None
     model: str | None = None
     base_url: str | None = None
@@ -140,7 +157,7 @@ class RerankPostprocessor(BaseNodePostprocessor):
     device: str | None = None
     reranker_kwargs: dict[str, Any] = Field(default_factory=dict)
 
-    top_n: int | None = Field(default=None, strict=True)
+    top_n: int | None = Field(default=2, strict=True)
     score_threshold: float | None = None
     instruction: str | None = None
     instruction_fn: Callable[[str], str | None] | None = Field(default=None, exclude=True)
@@ -150,27 +167,47 @@ class RerankPostprocessor(BaseNodePostprocessor):
     )
     send_metadata: bool | None = None
     metadata_mode: MetadataMode = MetadataMode.EMBED
+    keep_retrieval_score: bool = False
 
     _holder: LazyReranker | None = PrivateAttr(default=None)
+    _key_dropped: bool = PrivateAttr(default=False)
 
     def __init__(self, **data: Any) -> None:
         check_adapter_settings(data)  # the core's typed errors, before pydantic sees the input
-        super().__init__(**data)
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:  # pydantic quotes inputs (the key): never shown
+            raise sanitized_validation_error(exc) from None
 
     def __setattr__(self, name: str, value: Any) -> None:
         check_adapter_settings({name: value})  # ``c.top_n = 0`` fails here, not on later calls
-        super().__setattr__(name, value)
-
-    @field_validator("reranker", mode="before")
-    @classmethod
-    def _reranker_from_config(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            return Reranker.from_config(value)
-        return value
+        try:
+            super().__setattr__(name, value)
+        except ValidationError as exc:
+            raise sanitized_validation_error(exc) from None
+        if name == "api_key":
+            self._key_dropped = False
 
     @field_serializer("reranker")
-    def _reranker_to_config(self, value: Reranker | None) -> dict[str, Any] | None:
-        return None if value is None else value.to_config()
+    def _reranker_to_config(self, value: Reranker | dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        return dict(value) if isinstance(value, dict) else value.to_config()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle state: settings only (a ``reranker`` as its ``to_config()``), never the key
+        (re-read from ``RERANK_API_KEY`` on unpickling) nor the built reranker."""
+        return pydantic_adapter_state(BaseModel.__getstate__(self), keep_key=False)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        BaseModel.__setstate__(self, state)
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> RerankPostprocessor:
+        """A copy with its own reranker, rebuilt from the settings on first use."""
+        state = pydantic_adapter_state(BaseModel.__getstate__(self), keep_key=True)
+        new = type(self).__new__(type(self))
+        new.__setstate__(copy.deepcopy(state, memo))
+        return new
 
     def model_post_init(self, context: Any, /) -> None:
         RerankOptions.from_object(self)  # validate the options now
@@ -183,9 +220,23 @@ class RerankPostprocessor(BaseNodePostprocessor):
     # --- reranker and per-call instruction ----------------------------------------------
 
     def _lazy(self) -> LazyReranker:
-        key = None if self.api_key is None else self.api_key.get_secret_value()
+        if self.api_key is not None:
+            key: str | None = self.api_key.get_secret_value()
+        else:
+            key = key_after_unpickle(self.base_url) if self._key_dropped else None
         self._holder = refresh_from_fields(self._holder, self, api_key=key)
         return self._holder
+
+    def _model_name(self) -> str:
+        """The model name for events, without building anything."""
+        holder = self._lazy()
+        if holder.built:
+            return holder.get().model_name
+        if isinstance(self.reranker, Reranker):
+            return self.reranker.model_name
+        if isinstance(self.reranker, dict):
+            return str(self.reranker.get("model") or "")
+        return self.model or ""
 
     def get_reranker(self) -> Reranker:
         """The reranker in use (built from the settings on first use)."""
@@ -214,80 +265,102 @@ class RerankPostprocessor(BaseNodePostprocessor):
             return texts, [_visible_metadata(n.node, self.metadata_mode) for n in nodes]
         return [n.node.get_content(metadata_mode=self.metadata_mode) for n in nodes], None
 
-    @staticmethod
     def _outputs(
-        nodes: Sequence[NodeWithScore], results: Sequence[RerankResult]
+        self, nodes: Sequence[NodeWithScore], results: Sequence[RerankResult]
     ) -> list[NodeWithScore]:
         out = []
         for item, result in pair_results(nodes, results):
             node = item.node
-            copy = node.model_copy(
+            extra = {"retrieval_score": item.score} if self.keep_retrieval_score else {}
+            copied = node.model_copy(
                 update={
-                    "metadata": {**node.metadata, RAW_SCORE_KEY: result.raw_score},
+                    "metadata": {**node.metadata, **extra, RAW_SCORE_KEY: result.raw_score},
                     "excluded_embed_metadata_keys": _with_key(node.excluded_embed_metadata_keys),
                     "excluded_llm_metadata_keys": _with_key(node.excluded_llm_metadata_keys),
                 }
             )
-            out.append(NodeWithScore(node=copy, score=result.relevance_score))
+            out.append(NodeWithScore(node=copied, score=result.relevance_score))
         return out
 
-    def _start(
-        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None
-    ) -> tuple[str, Reranker, dict[Any, Any]] | None:
-        """Validate; ``None`` for empty input; else fire the start event and return the call."""
+    def _check(
+        self, nodes: object, query_bundle: QueryBundle | None
+    ) -> tuple[list[NodeWithScore], str, RerankOptions]:
+        """Validate the call before any model work (typed errors naming the field)."""
         if query_bundle is None:
             raise ValueError("RerankPostprocessor needs a query bundle (query_bundle=None)")
-        options = RerankOptions.from_object(self)
-        if not nodes:
-            return None
-        reranker = self.get_reranker()
+        query = validate_query(query_bundle.query_str)
+        if isinstance(nodes, str | bytes) or not isinstance(nodes, Sequence):
+            raise RerankTypeError(
+                "nodes", f"must be a list of NodeWithScore, got {type(nodes).__name__}"
+            )
+        checked = list(nodes)
+        for i, item in enumerate(checked):
+            if not isinstance(item, NodeWithScore):
+                raise RerankTypeError(
+                    f"nodes[{i}]", f"must be a NodeWithScore, got {type(item).__name__}"
+                )
+        return checked, query, RerankOptions.from_object(self)
+
+    def _start_event(
+        self, nodes: list[NodeWithScore], query_bundle: QueryBundle, options: RerankOptions
+    ) -> tuple[str, dict[Any, Any]]:
+        model_name = self._model_name()
         top_n = len(nodes) if options.top_n is None else options.top_n
         dispatcher.event(
-            ReRankStartEvent(
-                query=query_bundle, nodes=nodes, top_n=top_n, model_name=reranker.model_name
-            )
+            ReRankStartEvent(query=query_bundle, nodes=nodes, top_n=top_n, model_name=model_name)
         )
         payload = {
             EventPayload.NODES: nodes,
-            EventPayload.MODEL_NAME: reranker.model_name,
+            EventPayload.MODEL_NAME: model_name,
             EventPayload.QUERY_STR: query_bundle.query_str,
             EventPayload.TOP_K: top_n,
         }
-        return query_bundle.query_str, reranker, payload
+        return model_name, payload
 
     def _postprocess_nodes(
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
     ) -> list[NodeWithScore]:
-        started = self._start(nodes, query_bundle)
-        if started is None:
+        checked, query, options = self._check(nodes, query_bundle)
+        assert query_bundle is not None
+        if not checked:
+            self._start_event(checked, query_bundle, options)
+            dispatcher.event(ReRankEndEvent(nodes=[]))
             return []
-        query, reranker, payload = started
-        texts, metas = self._inputs(nodes, reranker)
-        with self.callback_manager.event(CBEventType.RERANKING, payload=payload) as event:
-            results = rerank_texts(
-                reranker, query, texts, metas, RerankOptions.from_object(self),
-                instruction=_OVERRIDES.get().get(id(self)),
-            )  # fmt: skip
-            reranked = self._outputs(nodes, results)
-            event.on_end(payload={EventPayload.NODES: reranked})
+        holder = self._lazy()
+        with holder.using() as reranker:
+            _, payload = self._start_event(checked, query_bundle, options)
+            texts, metas = self._inputs(checked, reranker)
+            with self.callback_manager.event(CBEventType.RERANKING, payload=payload) as event:
+                results = rerank_texts(
+                    reranker, query, texts, metas, options,
+                    instruction=_OVERRIDES.get().get(id(self)),
+                )  # fmt: skip
+                reranked = self._outputs(checked, results)
+                event.on_end(payload={EventPayload.NODES: reranked})
         dispatcher.event(ReRankEndEvent(nodes=reranked))
         return reranked
 
+    @dispatcher.span  # type: ignore[misc]
     async def _apostprocess_nodes(
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
     ) -> list[NodeWithScore]:
-        started = self._start(nodes, query_bundle)
-        if started is None:
+        checked, query, options = self._check(nodes, query_bundle)
+        assert query_bundle is not None
+        if not checked:
+            self._start_event(checked, query_bundle, options)
+            dispatcher.event(ReRankEndEvent(nodes=[]))
             return []
-        query, reranker, payload = started
-        texts, metas = self._inputs(nodes, reranker)
-        with self.callback_manager.event(CBEventType.RERANKING, payload=payload) as event:
-            results = await arerank_texts(
-                reranker, query, texts, metas, RerankOptions.from_object(self),
-                instruction=_OVERRIDES.get().get(id(self)),
-            )  # fmt: skip
-            reranked = self._outputs(nodes, results)
-            event.on_end(payload={EventPayload.NODES: reranked})
+        holder = self._lazy()
+        async with holder.ausing() as reranker:  # a model load runs in a worker thread
+            _, payload = self._start_event(checked, query_bundle, options)
+            texts, metas = self._inputs(checked, reranker)
+            with self.callback_manager.event(CBEventType.RERANKING, payload=payload) as event:
+                results = await arerank_texts(
+                    reranker, query, texts, metas, options,
+                    instruction=_OVERRIDES.get().get(id(self)),
+                )  # fmt: skip
+                reranked = self._outputs(checked, results)
+                event.on_end(payload={EventPayload.NODES: reranked})
         dispatcher.event(ReRankEndEvent(nodes=reranked))
         return reranked
 

@@ -41,8 +41,13 @@ def fake() -> FakeReranker:
 
 @pytest.mark.parametrize(
     ("bad", "exc"),
-    [(0, RerankInputError), (-1, RerankInputError), (True, RerankTypeError),
-     (1.5, RerankTypeError), ("3", RerankTypeError)],
+    [
+        (0, RerankInputError),
+        (-1, RerankInputError),
+        (True, RerankTypeError),
+        (1.5, RerankTypeError),
+        ("3", RerankTypeError),
+    ],
 )
 def test_options_reject_bad_top_n(bad: Any, exc: type[Exception]) -> None:
     with pytest.raises(exc) as info:
@@ -53,8 +58,12 @@ def test_options_reject_bad_top_n(bad: Any, exc: type[Exception]) -> None:
 
 @pytest.mark.parametrize(
     ("bad", "exc"),
-    [(float("nan"), RerankInputError), (float("inf"), RerankInputError),
-     ("0.5", RerankTypeError), (True, RerankTypeError)],
+    [
+        (float("nan"), RerankInputError),
+        (float("inf"), RerankInputError),
+        ("0.5", RerankTypeError),
+        (True, RerankTypeError),
+    ],
 )
 def test_options_reject_bad_threshold(bad: Any, exc: type[Exception]) -> None:
     with pytest.raises(exc) as info:

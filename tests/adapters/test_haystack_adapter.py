@@ -254,9 +254,18 @@ def test_instruction_precedence() -> None:
     assert [c.query for c in reranker.calls] == [QUERY, table, table, QUERY]
 
 
-def test_default_metadata_sent_without_embeddings_or_private_keys() -> None:
+def test_default_sends_no_metadata_as_haystack_rankers() -> None:
+    # Haystack's meta_fields_to_embed=None embeds nothing: the same here, even for a slot model
     reranker = fake()
     RerankRanker(reranker).run(QUERY, DOCS)
+    (call,) = reranker.calls
+    assert call.documents == tuple(d.content for d in DOCS)
+    assert call.metadata is None
+
+
+def test_send_metadata_true_sends_every_field_without_embeddings_or_private_keys() -> None:
+    reranker = fake()
+    RerankRanker(reranker, send_metadata=True).run(QUERY, DOCS)
     (call,) = reranker.calls
     assert call.documents == tuple(d.content for d in DOCS)  # text only, no metadata inside
     assert call.metadata == (
@@ -281,7 +290,7 @@ def test_meta_fields_to_embed_selects_and_orders_fields(name: str) -> None:
         "date: 2021-01-01",
         "",
     )
-    assert ranker.to_dict()["init_parameters"]["meta_fields_to_embed"] == [
+    assert ranker.to_dict()["init_parameters"][name] == [
         "source",
         "date",
         "_private",
@@ -289,10 +298,12 @@ def test_meta_fields_to_embed_selects_and_orders_fields(name: str) -> None:
     ]
 
 
-def test_meta_fields_alias_conflict_rejected() -> None:
-    with pytest.raises(RerankInputError, match="metadata_keys"):
-        RerankRanker(fake(), meta_fields_to_embed=["a"], metadata_keys=["b"])
-    RerankRanker(fake(), meta_fields_to_embed=["a"], metadata_keys=["a"])  # same: fine
+def test_metadata_keys_wins_for_the_metadata_field() -> None:
+    reranker = fake()
+    RerankRanker(reranker, meta_fields_to_embed=["source"], metadata_keys=["date"]).run(QUERY, DOCS)
+    assert reranker.calls[0].metadata is not None
+    assert reranker.calls[0].metadata[0] == "date: 2019-03-01"
+    assert reranker.calls[0].documents == tuple(d.content for d in DOCS)  # never both
 
 
 def test_metadata_formatter_and_send_metadata_false() -> None:
@@ -343,7 +354,9 @@ def test_duplicates_by_id_keep_the_best_incoming_score_and_are_scored_once() -> 
     strong = Document(id="dup", content=DOCS[1].content, meta={"source": "origin"}, score=0.9)
     unscored = Document(id="dup", content=DOCS[1].content, meta={"source": "none"})
     reranker = fake()
-    out = RerankRanker(reranker, top_k=None).run(QUERY, [DOCS[0], weak, unscored, strong, DOCS[3]])
+    out = RerankRanker(reranker, top_k=None, send_metadata=True).run(
+        QUERY, [DOCS[0], weak, unscored, strong, DOCS[3]]
+    )
     assert ids(out) == ["dup", "d", "a"]
     assert out["documents"][0].meta["source"] == "origin"
     assert out["documents"][0].score == 1.0  # the reranker's score replaces the incoming one
@@ -359,6 +372,7 @@ async def test_empty_documents_return_empty_without_building_or_calling() -> Non
     assert await ranker.run_async(QUERY, []) == {"documents": []}
     with pytest.raises(ModuleNotFoundError):
         ranker.run(QUERY, DOCS[:1])
+    # the other adapters reject such a backend at construction (typed, naming the field)
     reranker = fake()
     assert RerankRanker(reranker).run(QUERY, []) == {"documents": []}
     assert reranker.calls == []
@@ -380,8 +394,7 @@ def test_bad_inputs_raise_typed_errors_naming_the_field() -> None:
     assert reranker.calls == []
     with pytest.raises(RerankInputError, match="reranker"):
         RerankRanker(fake(), model="m")
-    with pytest.raises(RerankInputError, match="backend"):
-        RerankRanker()
+    assert RerankRanker().backend == "local"  # as Haystack's rankers: a local model by default
     with pytest.raises(RerankTypeError, match="reranker"):
         RerankRanker(object())  # type: ignore[arg-type]
     with pytest.raises(RerankInputError, match="device"):

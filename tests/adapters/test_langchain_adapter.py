@@ -69,7 +69,7 @@ def retriever_with(compressor: RerankCompressor) -> ContextualCompressionRetriev
 def test_compress_orders_writes_scores_and_keeps_ids(fake: FakeReranker) -> None:
     docs = corpus()
     before = copy.deepcopy(docs)
-    out = RerankCompressor(reranker=fake).compress_documents(docs, "solar growth")
+    out = RerankCompressor(reranker=fake, top_n=None).compress_documents(docs, "solar growth")
     assert [d.id for d in out] == EXPECTED_ORDER
     for d in out:
         raw = SCORES[d.page_content]
@@ -149,7 +149,9 @@ def test_instruction_construction_per_call_and_fn(fake: FakeReranker) -> None:
 def test_top_n_and_threshold(
     fake: FakeReranker, kwargs: dict[str, Any], expected: list[str]
 ) -> None:
-    out = RerankCompressor(reranker=fake, **kwargs).compress_documents(corpus(), "q")
+    out = RerankCompressor(reranker=fake, **{"top_n": None, **kwargs}).compress_documents(
+        corpus(), "q"
+    )
     assert [d.id for d in out] == expected
 
 
@@ -172,9 +174,11 @@ def test_top_n_zero_is_rejected(fake: FakeReranker) -> None:
 def test_empty_input_never_calls_or_builds(fake: FakeReranker) -> None:
     assert RerankCompressor(reranker=fake).compress_documents([], "q") == []
     assert fake.calls == []
-    # settings for a backend that does not exist: nothing is built for empty input
-    lazy = RerankCompressor(backend="no_such_module:Nope", model="m")
+    # settings whose build would fail: nothing is built for empty input
+    lazy = RerankCompressor(backend="rerank_integrations._testing:FakeReranker", model="m",
+                            reranker_kwargs={"no_such_argument": 1})  # fmt: skip
     assert lazy.compress_documents([], "q") == []
+    assert not lazy._lazy().built
 
 
 async def test_async_equals_sync(fake: FakeReranker) -> None:
@@ -196,7 +200,7 @@ async def test_acompress_is_native(fake: FakeReranker) -> None:
             return FakeReranker._score(self, request)
 
     r = NoSync(SCORES)
-    out = await RerankCompressor(reranker=r).acompress_documents(corpus(), "q")
+    out = await RerankCompressor(reranker=r, top_n=None).acompress_documents(corpus(), "q")
     assert [d.id for d in out] == EXPECTED_ORDER
 
 
@@ -279,7 +283,7 @@ def test_reranker_and_settings_are_exclusive(fake: FakeReranker) -> None:
 
 def test_settings_build_lazily_and_rebuild_on_change() -> None:
     path = "rerank_integrations._testing:FakeReranker"
-    c = RerankCompressor(backend=path, model="m1", reranker_kwargs={"scores": SCORES})
+    c = RerankCompressor(backend=path, model="m1", reranker_kwargs={"scores": SCORES}, top_n=None)
     assert c.get_reranker().model_name == "m1"
     assert [d.id for d in c.compress_documents(corpus(), "q")] == EXPECTED_ORDER
     first = c.get_reranker()
@@ -334,6 +338,7 @@ async def test_end_to_end_loopback_server_async() -> None:
             base_url=server.base_url("contextual"),
             api_key=SECRET,
             instruction="prefer recent",
+            top_n=None,
         )
         out = await compressor.acompress_documents(corpus(), "solar")
         assert [d.metadata[RELEVANCE_SCORE_KEY] for d in out] == sorted(

@@ -140,7 +140,9 @@ def ids(nodes: list[NodeWithScore]) -> list[str]:
 def test_orders_scores_and_raw_score(fake: FakeReranker) -> None:
     inputs = scored()
     before = copy.deepcopy(inputs)
-    out = RerankPostprocessor(reranker=fake).postprocess_nodes(inputs, query_str="solar")
+    out = RerankPostprocessor(reranker=fake, top_n=None).postprocess_nodes(
+        inputs, query_str="solar"
+    )
     assert ids(out) == EXPECTED_ORDER
     assert [n.score for n in out] == [0.95, 0.70, 0.30, 0.05]
     for n in out:
@@ -229,14 +231,15 @@ def test_metadata_keys_and_formatter(fake: FakeReranker) -> None:
 def test_top_n_and_threshold(
     fake: FakeReranker, kwargs: dict[str, Any], expected: list[str]
 ) -> None:
-    out = RerankPostprocessor(reranker=fake, **kwargs).postprocess_nodes(scored(), query_str="q")
+    pp = RerankPostprocessor(reranker=fake, **{"top_n": None, **kwargs})
+    out = pp.postprocess_nodes(scored(), query_str="q")
     assert ids(out) == expected
 
 
 def test_top_n_zero_rejected(fake: FakeReranker) -> None:
     with pytest.raises(ValueError, match="top_n"):
         RerankPostprocessor(reranker=fake, top_n=0)
-    pp = RerankPostprocessor(reranker=fake)
+    pp = RerankPostprocessor(reranker=fake, top_n=None)
     with pytest.raises(RerankInputError, match="top_n"):
         pp.top_n = 0  # rejected on assignment, so later calls are not poisoned
     assert pp.top_n is None
@@ -250,7 +253,10 @@ def test_missing_query_and_empty_input(fake: FakeReranker, recorder: EventRecord
         pp.postprocess_nodes(scored())
     assert pp.postprocess_nodes([], query_str="q") == []
     assert fake.calls == []
-    assert not [e for e in recorder.events if isinstance(e, ReRankStartEvent | ReRankEndEvent)]
+    # like first-party rerankers (JinaRerank fires its start event): start + end, no call
+    starts = [e for e in recorder.events if isinstance(e, ReRankStartEvent)]
+    ends = [e for e in recorder.events if isinstance(e, ReRankEndEvent)]
+    assert len(starts) == len(ends) == 1 and starts[0].nodes == [] and ends[0].nodes == []
 
 
 def test_instruction_construction_override_and_fn(fake: FakeReranker) -> None:
@@ -338,7 +344,7 @@ def test_events_and_callbacks(fake: FakeReranker, recorder: EventRecorder) -> No
 
 
 def test_event_top_n_defaults_to_node_count(fake: FakeReranker, recorder: EventRecorder) -> None:
-    RerankPostprocessor(reranker=fake).postprocess_nodes(scored(), query_str="q")
+    RerankPostprocessor(reranker=fake, top_n=None).postprocess_nodes(scored(), query_str="q")
     (start,) = [e for e in recorder.events if isinstance(e, ReRankStartEvent)]
     assert start.top_n == 4
 
@@ -416,12 +422,15 @@ def test_construction_errors(fake: FakeReranker) -> None:
 
 def test_settings_build_lazily_and_follow_changes() -> None:
     path = "rerank_integrations._testing:FakeReranker"
-    pp = RerankPostprocessor(backend=path, model="m1", reranker_kwargs={"scores": SCORES})
+    pp = RerankPostprocessor(
+        backend=path, model="m1", reranker_kwargs={"scores": SCORES}, top_n=None
+    )
     assert ids(pp.postprocess_nodes(scored(), query_str="q")) == EXPECTED_ORDER
     pp.model = "m2"
     assert pp.get_reranker().model_name == "m2"
-    lazy = RerankPostprocessor(backend="no_such_module:Nope")
+    lazy = RerankPostprocessor(backend=path, reranker_kwargs={"no_such_argument": 1})
     assert lazy.postprocess_nodes([], query_str="q") == []  # nothing built for empty input
+    assert not lazy._lazy().built
 
 
 # --- end to end with real backends -----------------------------------------------------------
@@ -462,7 +471,11 @@ def test_end_to_end_loopback_server() -> None:
 
     with RerankTestServer() as server:
         pp = RerankPostprocessor(
-            backend="remote", model="m", base_url=server.base_url("contextual"), api_key=SECRET
+            backend="remote",
+            model="m",
+            base_url=server.base_url("contextual"),
+            api_key=SECRET,
+            top_n=None,
         )
         out = pp.postprocess_nodes(scored(), query_str="solar")
         assert [n.score for n in out] == sorted(

@@ -64,3 +64,39 @@ def test_example_against_loopback_server(example: str, server: RerankTestServer)
     assert "Prefer the most recent source" in text and "2025-02-03" in text
     assert "Prefer the most recent source" not in repr(bodies[0])
     assert "file_name" not in repr(bodies)  # excluded/unsent keys never reach the server
+
+
+QUERY = "What is the current price of a solar module?"
+INSTRUCTION = "Prefer the most recent source"
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_documented_vllm_command_against_loopback_server(
+    example: str, server: RerankTestServer
+) -> None:
+    """The docstring's ``--backend remote --api-format vllm`` command (it used to crash: the
+    example passed an instruction the vllm format refuses); vLLM has no instruction or
+    metadata field, so the instruction is folded before the query and the documents are the
+    framework's own text (no metadata field)."""
+    doc = (ROOT / example).read_text()
+    assert "--backend remote --api-format vllm" in doc  # the command the docs show
+    url = server.base_url("vllm")
+    out = run(
+        [example, "--backend", "remote", "--api-format", "vllm", "--base-url", url,
+         "--model", "BAAI/bge-reranker-v2-m3", "--top-n", "4"]
+    )  # fmt: skip
+    check_two_rankings(out, 4)
+    bodies = [b for b in server.bodies() if isinstance(b, dict)]
+    assert len(bodies) == 2
+    assert bodies[0]["query"] == QUERY
+    assert bodies[1]["query"] == f"{INSTRUCTION} {QUERY}"
+    for body in bodies:
+        assert "instruction" not in body and "metadata" not in body
+        assert body["model"] == "BAAI/bge-reranker-v2-m3"
+    texts = bodies[1]["documents"]
+    if "langchain" in example:  # CrossEncoderReranker's text: page_content only
+        assert "Module prices fell to roughly $0.11 per watt." in texts
+    else:  # LlamaIndex's text: get_content(MetadataMode.EMBED), file_name excluded
+        assert "source: BloombergNEF\ndate: 2024-11-20\n\nModule prices fell to roughly $0.11 " \
+            "per watt." in texts  # fmt: skip
+        assert "file_name" not in repr(bodies)
