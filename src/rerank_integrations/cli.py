@@ -5,6 +5,9 @@ a dict rendered with :func:`~rerank_integrations.metadata.format_metadata`, or a
 Output: one JSON object per line, best first: ``index``, ``relevance_score``, ``raw_score``,
 ``text`` (``raw_score`` is ``null`` for a remote fail-open placeholder). A malformed line
 stops the run with an error naming its line number (exit code 2).
+
+``run`` and ``eval`` (whole query sets over BEIR / TREC files, docs/evaluation.md) are
+registered here and live in :mod:`rerank_integrations.ir.commands`.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from typing import TextIO
 from rerank_integrations.base import Reranker
 from rerank_integrations.config import reranker_from_config
 from rerank_integrations.errors import RerankError, RerankInputError
+from rerank_integrations.ir.commands import COMMANDS as IR_COMMANDS
+from rerank_integrations.ir.commands import add_commands as add_ir_commands
+from rerank_integrations.ir.commands import run_command as run_ir_command
 from rerank_integrations.metadata import format_metadata
 from rerank_integrations.validation import validate_request
 
@@ -83,6 +89,7 @@ def _build_parser() -> argparse.ArgumentParser:
     rerank.add_argument("--device", default=None, help="local: cuda, cpu, mps")
     rerank.add_argument("--api-format", default=None, help="remote: contextual, jina, ...")
     rerank.add_argument("--base-url", default=None, help="remote: server base URL")
+    add_ir_commands(commands)  # run, eval: rerank_integrations/ir/commands.py
     return parser
 
 
@@ -122,6 +129,8 @@ def write_ranked(
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = _build_parser().parse_args(argv)
+    if args.command in IR_COMMANDS:
+        return run_ir_command(args)
     try:
         # Parse and validate the input before loading a model or opening a connection.
         texts, metadata = read_jsonl_documents(sys.stdin)

@@ -1,0 +1,347 @@
+"""Rerank many queries concurrently into a TREC run file that an interrupted run resumes.
+
+**Concurrency.** :func:`arerank_jobs` keeps up to ``concurrency`` queries in flight as
+``arerank`` calls on ONE reranker. The local engine merges whatever is pending from all
+callers into shared token-budget batches, so concurrent queries fill batches that one query
+alone leaves ragged; the remote backend sends each query's sub-requests under its own
+``max_concurrency`` limit. Results do not depend on the concurrency.
+
+**Resume.** Next to the run, ``<output>.meta.json`` records the tag, the reranker settings
+and a digest of every job's inputs (:func:`jobs_digest`); a run resumes only when all three
+match, so a changed model, instruction or candidate list never mixes into an old file.
+:func:`rerank_to_file` appends each finished query to the output as one block
+(one write, flushed). On start it reads what an earlier run left there and keeps every
+COMPLETE block (its documents are exactly the job's candidates, ranks 1..n, same tag); a
+partial block (a run killed mid-write) is dropped and redone. When all queries are done the
+file is rewritten in query order, each block in :func:`~.formats.ranked` order, so the final
+file of an interrupted-then-resumed run is byte-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rerank_integrations.base import Reranker
+from rerank_integrations.errors import RerankInputError
+from rerank_integrations.ir.formats import RunLine, format_run_block, parse_run_line, write_run
+from rerank_integrations.ir.jobs import QueryJob
+from rerank_integrations.ir.progress import ProgressBar
+from rerank_integrations.results import RerankResult
+from rerank_integrations.validation import int_value
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "BulkSummary",
+    "ResumePlan",
+    "OutputPlan",
+    "arerank_jobs",
+    "jobs_digest",
+    "meta_path",
+    "plan_output",
+    "plan_resume",
+    "read_blocks",
+    "rerank_to_file",
+    "result_scores",
+]
+
+OnResult = Callable[[QueryJob, dict[str, float]], None]
+
+
+def result_scores(job: QueryJob, results: Sequence[RerankResult]) -> dict[str, float]:
+    """``doc id -> score`` from a rerank call's results (best first).
+
+    The score is the model's ``raw_score``. A fail-open placeholder (a remote
+    ``on_error="passthrough"`` result, raw score ``-inf``) gets a finite score below every
+    real one that keeps its place in the reranker's order.
+    """
+    finite = [r.raw_score for r in results if math.isfinite(r.raw_score)]
+    floor = min(finite, default=0.0)
+    scores: dict[str, float] = {}
+    below = 0
+    for r in results:
+        if math.isfinite(r.raw_score):
+            scores[job.doc_ids[r.index]] = r.raw_score
+        else:
+            below += 1
+            scores[job.doc_ids[r.index]] = floor - below
+    return scores
+
+
+async def arerank_jobs(
+    reranker: Reranker, jobs: Iterable[QueryJob], *, concurrency: int, on_result: OnResult
+) -> None:
+    """Rerank every job, at most ``concurrency`` at once; ``on_result`` runs in the event loop
+    as each one finishes (in completion order). The first error cancels the rest and is
+    raised as itself."""
+    int_value("concurrency", concurrency, minimum=1)
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one(job: QueryJob) -> None:
+        try:
+            results = await reranker.arerank(
+                job.query, job.documents, instruction=job.instruction, metadata=job.metadata
+            )
+            on_result(job, result_scores(job, results))
+        finally:
+            slots.release()
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for job in jobs:
+                await slots.acquire()
+                group.create_task(one(job))
+    except BaseExceptionGroup as errors:
+        raise errors.exceptions[0] from None
+
+
+# --------------------------------------------------------------------------------- resume
+
+
+def jobs_digest(jobs: Iterable[QueryJob]) -> str:
+    """SHA-256 of everything a run's output depends on besides the reranker: per job, the
+    query id and text, candidate ids, document texts, metadata and instruction."""
+    digest = hashlib.sha256()
+    for job in jobs:
+        fields = [
+            job.query_id,
+            job.query,
+            job.doc_ids,
+            job.documents,
+            job.metadata,
+            job.instruction,
+        ]
+        digest.update(json.dumps(fields, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def meta_path(output: str | os.PathLike[str]) -> Path:
+    """The sidecar that records what ``output`` was made from: ``<output>.meta.json``."""
+    path = Path(output)
+    return path.with_name(path.name + ".meta.json")
+
+
+def _check_meta(path: Path, meta: Mapping[str, Any]) -> None:
+    sidecar = meta_path(path)
+    hint = "choose another --output, or --overwrite to start over"
+    try:
+        stored = json.loads(sidecar.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RerankInputError(
+            str(path), f"exists but has no {sidecar.name}: not a run this command wrote ({hint})"
+        ) from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RerankInputError(str(sidecar), f"unreadable ({exc}); {hint}") from None
+    changed = [key for key in meta if not isinstance(stored, dict) or stored.get(key) != meta[key]]
+    if changed:
+        what = {
+            "tag": "the tag",
+            "settings": "the reranker settings",
+            "inputs": "the queries, candidates, instruction or metadata",
+        }
+        raise RerankInputError(
+            str(path),
+            f"was made with other settings ({', '.join(what[k] for k in changed)} differ); {hint}",
+        )
+
+
+def read_blocks(path: Path) -> dict[str, list[RunLine]]:
+    """The lines of an existing output file grouped by query, for :func:`plan_resume`.
+
+    A last line cut short (no newline, or unparsable) is a partial write and is ignored; a
+    malformed line anywhere else means the file is not a run this command wrote.
+    """
+    text = path.read_text(encoding="utf-8", errors="surrogateescape")
+    lines = text.split("\n")
+    tail = lines.pop()  # "" when the file ends with a newline, else the cut-off last line
+    if tail.strip():
+        logger.info("%s: ignoring a cut-off last line", path)
+    blocks: dict[str, list[RunLine]] = {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        row = parse_run_line(f"{path}:{number}", line)
+        blocks.setdefault(row.query_id, []).append(row)
+    return blocks
+
+
+@dataclass(frozen=True, slots=True)
+class ResumePlan:
+    """What an existing output holds: complete queries kept, partial ones to redo."""
+
+    kept: dict[str, dict[str, float]]
+    todo: list[QueryJob]
+    partial: list[str]
+
+
+def plan_resume(
+    blocks: Mapping[str, Sequence[RunLine]], jobs: Sequence[QueryJob], tag: str, *, where: str
+) -> ResumePlan:
+    """Split ``jobs`` into those ``blocks`` already hold completely and those still to do.
+
+    Raises :class:`RerankInputError` when the file belongs to another run: a query that is
+    not one of the jobs, or another tag.
+    """
+    by_id = {job.query_id: job for job in jobs}
+    for qid, rows in blocks.items():
+        if qid not in by_id:
+            raise RerankInputError(
+                where,
+                f"holds query {qid!r}, which this run does not rerank: it is the output "
+                "of another run (choose another --output, or --overwrite)",
+            )
+        tags = {row.tag for row in rows}
+        if tags != {tag}:
+            raise RerankInputError(
+                where,
+                f"was written with tag {sorted(tags)[0]!r}, this run's tag is {tag!r} "
+                "(choose another --output, or --overwrite)",
+            )
+    kept: dict[str, dict[str, float]] = {}
+    partial: list[str] = []
+    for qid, rows in blocks.items():
+        job = by_id[qid]
+        complete = sorted(row.rank for row in rows) == list(range(1, len(job.doc_ids) + 1)) and {
+            row.doc_id for row in rows
+        } == set(job.doc_ids)
+        if complete:
+            kept[qid] = {row.doc_id: row.score for row in rows}
+        else:
+            partial.append(qid)
+    todo = [job for job in jobs if job.query_id not in kept]
+    return ResumePlan(kept, todo, partial)
+
+
+# --------------------------------------------------------------------------------- the file
+
+
+@dataclass(frozen=True, slots=True)
+class BulkSummary:
+    """What :func:`rerank_to_file` did."""
+
+    queries: int
+    reranked: int
+    kept: int
+    partial_redone: int
+    documents: int
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class OutputPlan:
+    """An output file checked for resuming: its sidecar content and what is left to do."""
+
+    path: Path
+    tag: str
+    meta: dict[str, Any]
+    resume: ResumePlan
+
+    @property
+    def todo(self) -> list[QueryJob]:
+        return self.resume.todo
+
+
+def plan_output(
+    output: str | os.PathLike[str],
+    jobs: Sequence[QueryJob],
+    *,
+    tag: str,
+    settings: Mapping[str, Any] | None = None,
+    resume: bool = True,
+) -> OutputPlan:
+    """Check ``output`` against this run (sidecar, blocks) before any model is loaded.
+
+    ``settings`` (JSON-serialisable, e.g. the reranker's config) is recorded in the sidecar
+    and must match to resume; ``resume=False`` starts over.
+    """
+    path = Path(output)
+    meta = {
+        "tag": tag,
+        "settings": json.loads(json.dumps(settings or {})),
+        "inputs": jobs_digest(jobs),
+    }
+    plan = ResumePlan({}, list(jobs), [])
+    if resume and path.exists():
+        _check_meta(path, meta)
+        plan = plan_resume(read_blocks(path), jobs, tag, where=str(path))
+        if plan.kept or plan.partial:
+            logger.info(
+                "%s: resuming: %d complete queries kept, %d partial redone",
+                path,
+                len(plan.kept),
+                len(plan.partial),
+            )
+    return OutputPlan(path, tag, meta, plan)
+
+
+def rerank_to_file(
+    reranker: Reranker | None,
+    jobs: Sequence[QueryJob],
+    output: str | os.PathLike[str] | OutputPlan,
+    *,
+    tag: str,
+    concurrency: int = 16,
+    resume: bool = True,
+    progress: Callable[[int, int], ProgressBar] | None = None,
+    settings: Mapping[str, Any] | None = None,
+) -> BulkSummary:
+    """Rerank ``jobs`` into the TREC run ``output`` (see the module docstring).
+
+    ``output`` is a path (checked here with :func:`plan_output`, given ``settings`` and
+    ``resume``) or an :class:`OutputPlan` made before; ``reranker`` may be ``None`` only when
+    that plan has nothing left to do. ``progress(total, done_before)`` builds the bar.
+    """
+    int_value("concurrency", concurrency, minimum=1)
+    out_plan = (
+        output
+        if isinstance(output, OutputPlan)
+        else plan_output(output, jobs, tag=tag, settings=settings, resume=resume)
+    )
+    path, plan = out_plan.path, out_plan.resume
+    if plan.todo and reranker is None:
+        raise ValueError("a reranker is needed: the output plan has queries left to do")
+    meta_path(path).write_text(json.dumps(out_plan.meta, indent=1) + "\n", encoding="utf-8")
+    write_run(path, plan.kept, tag)  # drops partial blocks; creates the file
+    finished: dict[str, dict[str, float]] = dict(plan.kept)
+    bar = progress(len(jobs), len(plan.kept)) if progress else None
+    start = time.perf_counter()
+    documents = 0
+    try:
+        with path.open("a", encoding="utf-8") as out:
+
+            def on_result(job: QueryJob, scores: dict[str, float]) -> None:
+                nonlocal documents
+                out.write(format_run_block(job.query_id, scores, tag))
+                out.flush()
+                finished[job.query_id] = scores
+                documents += len(job.doc_ids)
+                if bar is not None:
+                    bar.update(docs=len(job.doc_ids))
+
+            if plan.todo and reranker is not None:
+                asyncio.run(
+                    arerank_jobs(reranker, plan.todo, concurrency=concurrency, on_result=on_result)
+                )
+    finally:
+        if bar is not None:
+            bar.close()
+    write_run(path, finished, tag, order=[job.query_id for job in jobs])
+    return BulkSummary(
+        len(jobs),
+        len(plan.todo),
+        len(plan.kept),
+        len(plan.partial),
+        documents,
+        time.perf_counter() - start,
+    )

@@ -1,0 +1,375 @@
+"""``rerank-integrations run`` and ``rerank-integrations eval`` (see docs/evaluation.md).
+
+``run`` reranks a first stage (a TREC run given with ``--candidates``, or BM25 over the
+corpus) for many queries into a TREC run file, resumable. ``eval`` scores run files and/or
+models against qrels, side by side, with per-query deltas and a paired test.
+
+Import-light: argparse only; the handlers load the rest. Errors of the input exit with code 2
+and a one-line message naming the file and line; Ctrl-C exits 130 and keeps what is done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rerank_integrations.errors import RerankError, RerankInputError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["COMMANDS", "add_commands", "run_command"]
+
+COMMANDS = ("run", "eval")
+
+
+# --------------------------------------------------------------------------------- parser
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--data", help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv")
+    g.add_argument("--split", default="test", help="qrels split (default: test)")
+    g.add_argument("--corpus", help="corpus.jsonl (overrides the folder's)")
+    g.add_argument("--queries", help="queries.jsonl (overrides the folder's)")
+    g.add_argument("--qrels", help="qrels file, BEIR .tsv or TREC (overrides the folder's)")
+
+
+def _add_rerank_args(p: argparse.ArgumentParser, *, many: bool) -> None:
+    g = p.add_argument_group("first stage and queries")
+    g.add_argument("--candidates", help="TREC run with the candidates (default: BM25, bm25s)")
+    g.add_argument(
+        "--first-stage-k",
+        type=int,
+        default=100,
+        help="candidates per query: BM25 depth, or the top k of --candidates (default: 100)",
+    )
+    g.add_argument("--max-queries", type=int, default=None, help="only the first N queries")
+    g.add_argument("--instruction", default=None, help="one instruction for every query")
+    g.add_argument(
+        "--instruction-field",
+        default=None,
+        help="per-query instruction: this field of queries.jsonl",
+    )
+    g.add_argument(
+        "--metadata-fields",
+        default="",
+        help="corpus fields sent as metadata, comma-separated (e.g. title,date)",
+    )
+    g.add_argument(
+        "--concurrency", type=int, default=16, help="queries in flight at once (default: 16)"
+    )
+    g.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
+    r = p.add_argument_group("reranker")
+    action = "append" if many else "store"
+    r.add_argument(
+        "--model",
+        action=action,
+        default=[] if many else None,
+        help="hub id, local directory or API model" + (" (repeatable)" if many else ""),
+    )
+    r.add_argument(
+        "--config",
+        action=action,
+        default=[] if many else None,
+        help="reranker config JSON (to_config() output)" + (" (repeatable)" if many else ""),
+    )
+    r.add_argument("--backend", choices=["local", "remote"], default="local")
+    r.add_argument("--model-format", default=None, help="local: ctxl-v2, mxbai-v2, ...")
+    r.add_argument("--device", default=None, help="local: cuda, cpu, mps")
+    r.add_argument("--api-format", default=None, help="remote: contextual, jina, ...")
+    r.add_argument("--base-url", default=None, help="remote: server base URL")
+
+
+def add_commands(commands: Any) -> None:
+    """Register ``run`` and ``eval`` on the CLI's subparsers object."""
+    run = commands.add_parser("run", help="rerank a first stage for many queries -> TREC run")
+    _add_data_args(run)
+    _add_rerank_args(run, many=False)
+    run.add_argument("--output", "-o", required=True, help="the TREC run file to write")
+    run.add_argument("--tag", default=None, help="run tag (default: the model's name)")
+    run.add_argument(
+        "--overwrite", action="store_true", help="start over instead of resuming from --output"
+    )
+    run.add_argument(
+        "--first-stage-output",
+        default=None,
+        help="also write the first-stage candidates as a TREC run",
+    )
+
+    ev = commands.add_parser("eval", help="nDCG/MRR/Recall of runs and models, side by side")
+    ev.add_argument("runs", nargs="*", metavar="RUN", help="TREC run files, as PATH or NAME=PATH")
+    _add_data_args(ev)
+    _add_rerank_args(ev, many=True)
+    ev.add_argument(
+        "--metrics",
+        default="nDCG@10,MRR@10,Recall@100",
+        help="ir-measures names, comma-separated (default: nDCG@10,MRR@10,Recall@100)",
+    )
+    ev.add_argument(
+        "--baseline", default=None, help="system the others are tested against (default: the first)"
+    )
+    ev.add_argument(
+        "--test",
+        choices=["ttest", "wilcoxon"],
+        default="ttest",
+        help="paired significance test (default: ttest)",
+    )
+    ev.add_argument("--alpha", type=float, default=0.05, help="significance level (0.05)")
+    ev.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    ev.add_argument("--plot", default=None, help="write a chart, e.g. out.png")
+    ev.add_argument(
+        "--runs-dir",
+        default=None,
+        help="keep the runs of --model/--config here (resumable; default: temp)",
+    )
+
+
+# --------------------------------------------------------------------------------- handlers
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run ``args.command``; input errors exit 2 with one line, Ctrl-C exits 130."""
+    from rerank_integrations.ir.progress import should_show
+
+    handler = {"run": _run, "eval": _eval}[args.command]
+    if not should_show(sys.stderr, quiet=args.quiet):
+        # quiet means quiet: no download / weight-loading bars from the hub libraries either
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        return handler(args)
+    except RerankError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write(
+            "\ninterrupted: finished queries are saved; run the same command again to resume\n"
+        )
+        return 130
+
+
+def _fields(text: str) -> list[str]:
+    return [f.strip() for f in text.split(",") if f.strip()]
+
+
+def _settings(args: argparse.Namespace, model: str) -> dict[str, object]:
+    settings: dict[str, object] = {"backend": args.backend, "model": model}
+    if args.backend == "local":
+        optional = {"model_format": args.model_format, "device": args.device}
+    else:
+        optional = {"api_format": args.api_format, "base_url": args.base_url}
+    settings.update({k: v for k, v in optional.items() if v is not None})
+    return settings
+
+
+def _rerankers(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
+    """``(name, config)`` for each ``--model`` and ``--config``, names made unique."""
+    from rerank_integrations.ir.pipeline import load_config, tag_for
+
+    models = args.model if isinstance(args.model, list) else [args.model] * (args.model is not None)
+    configs = args.config if isinstance(args.config, list) else [args.config] * bool(args.config)
+    out: list[tuple[str, dict[str, Any]]] = [(tag_for(m), _settings(args, m)) for m in models]
+    for path in configs:
+        config = load_config(path)
+        name = config.get("model")
+        out.append((tag_for(name) if isinstance(name, str) else Path(path).stem, config))
+    seen: dict[str, int] = {}
+    unique = []
+    for name, config in out:
+        seen[name] = seen.get(name, 0) + 1
+        unique.append((name if seen[name] == 1 else f"{name}-{seen[name]}", config))
+    return unique
+
+
+def _progress(args: argparse.Namespace) -> Callable[[int, int], Any]:
+    from rerank_integrations.ir.progress import ProgressBar, should_show
+
+    enabled = should_show(sys.stderr, quiet=args.quiet)
+    return lambda total, before: ProgressBar(total, sys.stderr, enabled=enabled, done_before=before)
+
+
+def _first_stage(args: argparse.Namespace) -> tuple[Any, list[str], Any, list[Any]]:
+    """Dataset, query ids, first-stage run and jobs, from the data/candidates arguments."""
+    from rerank_integrations.ir.formats import read_run
+    from rerank_integrations.ir.pipeline import (
+        candidates_for,
+        load_dataset,
+        make_jobs,
+        select_queries,
+    )
+
+    candidates = read_run(args.candidates) if args.candidates else None
+    keep = {d for scores in candidates.values() for d in scores} if candidates else None
+    dataset = load_dataset(
+        data=args.data,
+        split=args.split,
+        corpus=args.corpus,
+        queries=args.queries,
+        qrels=args.qrels,
+        keep_docs=keep,
+    )
+    query_ids = select_queries(dataset, candidates=candidates, max_queries=args.max_queries)
+    first = candidates_for(dataset, query_ids, candidates=candidates, k=args.first_stage_k)
+    jobs = make_jobs(
+        dataset,
+        query_ids,
+        first,
+        instruction=args.instruction,
+        instruction_field=args.instruction_field,
+        metadata_fields=_fields(args.metadata_fields),
+    )
+    return dataset, query_ids, first, jobs
+
+
+def _summary(output: str, s: Any) -> str:
+    rate = s.documents / s.seconds if s.seconds > 0 else 0.0
+    kept = f"{s.kept} kept from an earlier run, " if s.kept else ""
+    return (
+        f"{output}: {s.queries} queries ({kept}{s.reranked} reranked: {s.documents} "
+        f"documents in {s.seconds:.1f} s, {rate:.1f} docs/s)\n"
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    from rerank_integrations.ir.formats import write_run
+    from rerank_integrations.ir.pipeline import rerank_model
+
+    rerankers = _rerankers(args)
+    if len(rerankers) != 1:
+        raise RerankInputError("model", "give one --model or one --config")
+    name, config = rerankers[0]
+    _, query_ids, first, jobs = _first_stage(args)
+    if args.first_stage_output:
+        write_run(
+            args.first_stage_output,
+            first,
+            "bm25" if not args.candidates else "first-stage",
+            order=query_ids,
+        )
+    summary = rerank_model(
+        config,
+        jobs,
+        args.output,
+        tag=args.tag or name,
+        concurrency=args.concurrency,
+        resume=not args.overwrite,
+        progress=_progress(args),
+    )
+    if not args.quiet:
+        sys.stderr.write(_summary(args.output, summary))
+    return 0
+
+
+def _named_runs(paths: list[str]) -> list[tuple[str, str]]:
+    out = []
+    for item in paths:
+        name, sep, path = item.partition("=")
+        if sep and name and not Path(item).exists():
+            out.append((name, path))
+        else:
+            out.append((Path(item).stem, item))
+    return out
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from rerank_integrations.ir import metrics, report
+    from rerank_integrations.ir.formats import read_corpus, read_qrels, read_run, write_run
+    from rerank_integrations.ir.pipeline import load_dataset, rerank_model
+
+    metric_names = _fields(args.metrics)
+    metrics.parse_metrics(metric_names)  # fail on a typo before any work
+    rerankers = _rerankers(args)
+    if not rerankers and not args.runs:
+        raise RerankInputError("runs", "give run files and/or --model/--config to evaluate")
+    systems: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    corpus_ids: set[str] | None = None
+    qrels = read_qrels(args.qrels) if args.qrels else None
+
+    def add(name: str, run: Any, source: str) -> None:
+        base, n = name, 1
+        while name in systems:
+            n += 1
+            name = f"{base}-{n}"
+        systems[name] = run
+        sources[name] = source
+
+    if rerankers:
+        dataset, query_ids, first, jobs = _first_stage(args)
+        qrels = qrels or dataset.qrels
+        corpus_ids = set(dataset.corpus) if not args.candidates else None
+        with tempfile.TemporaryDirectory() as tmp:
+            runs_dir = Path(args.runs_dir or tmp)
+            runs_dir.mkdir(parents=True, exist_ok=True)
+            first_name = Path(args.candidates).stem if args.candidates else "bm25"
+            write_run(runs_dir / f"{first_name}.trec", first, first_name, order=query_ids)
+            add(first_name, first, args.candidates or f"bm25, top {args.first_stage_k}")
+            for name, config in rerankers:
+                out = runs_dir / f"{name}.trec"
+                summary = rerank_model(
+                    config,
+                    jobs,
+                    out,
+                    tag=name,
+                    concurrency=args.concurrency,
+                    resume=args.runs_dir is not None,
+                    progress=_progress(args),
+                )
+                if not args.quiet:
+                    sys.stderr.write(_summary(str(out), summary))
+                add(name, read_run(out), json.dumps(config, sort_keys=True))
+    for name, path in _named_runs(args.runs):
+        add(name, read_run(path), path)
+    if qrels is None:
+        if args.data is None:
+            raise RerankInputError("qrels", "give --qrels or a BEIR folder (--data) with qrels")
+        qrels = load_dataset(data=args.data, split=args.split).qrels
+        if qrels is None:
+            raise RerankInputError("qrels", f"{args.data} has no qrels/{args.split}.tsv")
+    if corpus_ids is None and (args.data or args.corpus) and not rerankers:
+        from rerank_integrations.ir.formats import beir_paths
+
+        corpus_ids = set(read_corpus(args.corpus or beir_paths(args.data, args.split).corpus))
+    baseline = args.baseline or next(iter(systems))
+    if baseline not in systems:
+        raise RerankInputError("baseline", f"{baseline!r} is not one of {list(systems)}")
+    evaluation = metrics.evaluate(qrels, systems, metric_names)
+    comparisons = metrics.compare(evaluation, baseline, test=args.test)
+    warnings = report.coverage_warnings(evaluation)
+    if corpus_ids is not None:
+        for name, run in systems.items():
+            unknown = sum(d not in corpus_ids for scores in run.values() for d in scores)
+            if unknown:
+                warnings.append(
+                    f"{name}: {unknown} retrieved doc ids are not in the corpus "
+                    "(scored as not relevant)"
+                )
+    for line in warnings:
+        logger.warning("%s", line)
+    if args.json:
+        data = report.to_json(
+            evaluation,
+            comparisons,
+            baseline=baseline,
+            alpha=args.alpha,
+            sources=sources,
+            warnings=warnings,
+        )
+        sys.stdout.write(json.dumps(data, indent=1) + "\n")
+    else:
+        sys.stdout.write(
+            report.render_table(evaluation, comparisons, baseline=baseline, alpha=args.alpha)
+        )
+    if args.plot:
+        from rerank_integrations.ir.plot import plot_evaluation
+
+        plot_evaluation(evaluation, baseline, args.plot)
+        if not args.quiet:
+            sys.stderr.write(f"wrote {args.plot}\n")
+    return 0

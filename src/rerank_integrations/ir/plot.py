@@ -1,0 +1,67 @@
+"""The evaluation chart: mean of each metric per system (bars), and the distribution of the
+per-query deltas against the baseline (one histogram per metric).
+
+Drawn with matplotlib's Agg canvas on a ``Figure`` object (no pyplot, no display, no global
+state), so it works on a headless machine and in a thread.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from rerank_integrations.extras import import_extra
+from rerank_integrations.ir import EVAL_EXTRA
+from rerank_integrations.ir.metrics import Evaluation
+
+__all__ = ["plot_evaluation"]
+
+
+def plot_evaluation(
+    evaluation: Evaluation, baseline: str, path: str | os.PathLike[str], *, title: str = ""
+) -> Path:
+    """Write the chart to ``path`` (format from the suffix, e.g. ``.png``); returns it."""
+    import_extra("matplotlib", extra=EVAL_EXTRA, feature="--plot")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    metrics = evaluation.metrics
+    systems = evaluation.systems
+    others = [s for s in systems if s != baseline]
+    columns = max(1, len(metrics))
+    rows = 2 if others else 1
+    fig = Figure(figsize=(max(6.0, 3.2 * columns), 3.6 * rows), layout="constrained")
+    FigureCanvasAgg(fig)
+    grid = fig.add_gridspec(rows, columns)
+
+    bars = fig.add_subplot(grid[0, :])
+    width = 0.8 / len(systems)
+    for i, system in enumerate(systems):
+        xs = [m + (i - (len(systems) - 1) / 2) * width for m in range(len(metrics))]
+        means = [evaluation.mean(system, metric) for metric in metrics]
+        drawn = bars.bar(xs, means, width, label=system)
+        bars.bar_label(drawn, fmt="%.3f", fontsize=7, padding=2)
+    bars.set_xticks(range(len(metrics)), metrics)
+    bars.set_ylabel("mean over queries")
+    top = max(evaluation.mean(s, m) for s in systems for m in metrics)
+    bars.set_ylim(0, max(1.0, top) * 1.18)  # room for the labels and the legend
+    bars.legend(fontsize=8, loc="upper right", ncols=min(4, len(systems)))
+    bars.set_title(title or f"{len(evaluation.query_ids)} queries")
+
+    for j, metric in enumerate(metrics if others else []):
+        ax = fig.add_subplot(grid[1, j])
+        data = [evaluation.deltas(system, baseline, metric) for system in others]
+        reach = max(0.05, *(abs(x) for d in data for x in d)) * 1.05
+        edges = [reach * (k - 10.5) / 10.5 for k in range(22)]  # symmetric; 0 mid-bin
+        ax.hist(data, bins=edges, label=others, histtype="step" if len(others) > 1 else "bar")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.axvline(0.0, color="black", linewidth=0.8)
+        ax.set_title(f"{metric}: per-query delta vs {baseline}", fontsize=9)
+        ax.set_xlabel("delta")
+        ax.set_ylabel("queries")
+        if len(others) > 1:
+            ax.legend(fontsize=7)
+    out = Path(path)
+    fig.savefig(out, dpi=110)
+    return out
