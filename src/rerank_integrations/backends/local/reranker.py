@@ -233,6 +233,14 @@ class LocalReranker(Reranker):
                 self._effective_max_length,
                 self._format.name,
             )
+        if encoded.num_metadata_cut:
+            logger.warning(
+                "the metadata of %d long documents was cut to half of the room a %d-token window "
+                "leaves after the query, so every window keeps room for the document (%s format)",
+                encoded.num_metadata_cut,
+                self._effective_max_length,
+                self._format.name,
+            )
         if encoded.num_windowed:
             logger.info(
                 "%d documents longer than the %d-token window were scored by overlapping windows",

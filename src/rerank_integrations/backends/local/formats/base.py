@@ -23,7 +23,8 @@ toy encoder. Only :meth:`LocalFormat.build` touches the loaded checkpoint.
 Metadata (one rule for every format, :func:`~rerank_integrations.folding.fold_metadata`): a
 non-empty metadata string goes on its own line(s) right BEFORE the document text, inside the
 document slot of the prompt (``{metadata}\\n{document}``). Truncation only ever removes document
-tokens, so metadata is never cut.
+tokens, so metadata is never cut — except in a long document's cross-encoder windows, where it
+is capped to half of each window (:mod:`.cross_encoder`).
 """
 
 from __future__ import annotations
@@ -121,10 +122,12 @@ class PairTemplate:
 @dataclass(frozen=True, slots=True)
 class EncodedDocument:
     """The model inputs of one document: one, or several windows for long cross-encoder
-    documents (the document's raw score is the max over its windows)."""
+    documents (the document's raw score is the max over its windows). ``metadata_cut``: the
+    windows hold only part of the document's metadata (the cross-encoder window cap)."""
 
     inputs: tuple[EncodedInput, ...]
     truncated: bool = False
+    metadata_cut: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +145,10 @@ class EncodedRequest:
     @property
     def num_windowed(self) -> int:
         return sum(len(doc.inputs) > 1 for doc in self.documents)
+
+    @property
+    def num_metadata_cut(self) -> int:
+        return sum(doc.metadata_cut for doc in self.documents)
 
 
 @dataclass(frozen=True)

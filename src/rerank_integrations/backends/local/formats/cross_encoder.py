@@ -11,6 +11,12 @@ ms-marco cross-encoders), scored on the tokenizer's own pair encoding of ``(quer
   ``P = max_length - len(query) - specials - len(metadata)`` document tokens; neighbours
   overlap by ``min(80, P // 4)``; the last window is right-aligned; the metadata is repeated in
   every window; the document's raw score is the MAX over its windows.
+- Metadata in windows is capped (:meth:`CrossEncoderFormat.metadata_limit`): at most half of
+  the room after the query (its first tokens and its last one, the line break before the
+  document), so ``P`` is at least half the room and the window count is bounded by the
+  document's length, whatever the metadata's. A document that fits one input keeps all of its
+  metadata (nothing changes for short documents); the reranker warns once per call when
+  metadata was cut.
 - No instruction slot: an instruction raises ``UnsupportedFeatureError`` unless
   ``instruction_mode="prepend"``, which scores
   :func:`~rerank_integrations.folding.fold_instruction` (``f"{instruction} {query}"``) as the
@@ -46,7 +52,17 @@ from rerank_integrations.validation import RerankRequest
 if TYPE_CHECKING:
     from rerank_integrations.backends.local.loading import Checkpoint
 
-__all__ = ["CrossEncoderFormat", "split_windows"]
+__all__ = ["CrossEncoderFormat", "cap_metadata", "split_windows"]
+
+
+def cap_metadata(meta_ids: list[int], limit: int) -> tuple[list[int], bool]:
+    """``meta_ids`` cut to at most ``limit`` tokens — its first ``limit - 1`` and its last one
+    (the line break that separates it from the document) — and whether it was cut."""
+    if len(meta_ids) <= limit:
+        return meta_ids, False
+    if limit < 2:
+        return meta_ids[:limit], True
+    return [*meta_ids[: limit - 1], meta_ids[-1]], True
 
 
 def split_windows(n_tokens: int, window: int, overlap: int) -> list[tuple[int, int]]:
@@ -93,6 +109,7 @@ class CrossEncoderFormat(LocalFormat):
     max_query_length: int = 512
     min_passage_length: int = 128
     max_overlap: int = 80
+    max_metadata_share: float = 0.5
 
     def matches(self, info: ModelInfo) -> bool:
         return is_jina_checkpoint(info.config) or info.has_architecture("ForSequenceClassification")
@@ -131,6 +148,12 @@ class CrossEncoderFormat(LocalFormat):
         room = max_length - self.pair.num_special
         return max(1, min(self.max_query_length, max(room - self.min_passage_length, room // 2)))
 
+    def metadata_limit(self, room: int) -> int:
+        """The most metadata tokens a window holds when ``room`` tokens follow the query:
+        ``int(room * max_metadata_share)`` (half), so the document part of every window is
+        at least ``room - limit`` tokens."""
+        return max(0, int(room * self.max_metadata_share))
+
     def encode(
         self, encoder: TextEncoder, request: RerankRequest, *, max_length: int
     ) -> EncodedRequest:
@@ -147,6 +170,7 @@ class CrossEncoderFormat(LocalFormat):
                 continue
             meta_ids = encoder.encode(meta) if meta else []
             d_ids = encoder.encode(doc) if meta else ids
+            meta_ids, meta_cut = cap_metadata(meta_ids, self.metadata_limit(room))
             window = room - len(meta_ids)
             if window < 1:
                 raise RerankInputError(
@@ -159,5 +183,5 @@ class CrossEncoderFormat(LocalFormat):
             for start, end in split_windows(len(d_ids), window, overlap):
                 built, types = self.pair.build(q_ids, [*meta_ids, *d_ids[start:end]])
                 windows.append(EncodedInput(built, types))
-            out.append(EncodedDocument(tuple(windows)))
+            out.append(EncodedDocument(tuple(windows), metadata_cut=meta_cut))
         return EncodedRequest(tuple(out), query_truncated=len(q_ids) < len(q_all))
