@@ -1,5 +1,5 @@
 """The evaluation chart: mean of each metric per system (bars), and the distribution of the
-per-query deltas against the baseline (one histogram per metric).
+per-query deltas against the baseline (one histogram per metric, each system in its bar colour).
 
 Drawn with matplotlib's Agg canvas on a ``Figure`` object (no pyplot, no display, no global
 state), so it works on a headless machine and in a thread.
@@ -40,13 +40,13 @@ def plot_evaluation(
     for i, system in enumerate(systems):
         xs = [m + (i - (len(systems) - 1) / 2) * width for m in range(len(metrics))]
         means = [evaluation.mean(system, metric) for metric in metrics]
-        drawn = bars.bar(xs, means, width, label=system)
+        drawn = bars.bar(xs, means, width, label=system, color=f"C{i}")
         bars.bar_label(drawn, fmt="%.3f", fontsize=7, padding=2)
     bars.set_xticks(range(len(metrics)), metrics)
     bars.set_ylabel("mean over queries")
     top = max(evaluation.mean(s, m) for s in systems for m in metrics)
     bars.set_ylim(0, max(1.0, top) * 1.18)  # room for the labels and the legend
-    bars.legend(fontsize=8, loc="upper right", ncols=min(4, len(systems)))
+    bars.legend(fontsize=8, loc="upper right", ncols=min(3, len(systems)))
     bars.set_title(title or f"{len(evaluation.query_ids)} queries")
 
     for j, metric in enumerate(metrics if others else []):
@@ -54,14 +54,20 @@ def plot_evaluation(
         data = [evaluation.deltas(system, baseline, metric) for system in others]
         reach = max(0.05, *(abs(x) for d in data for x in d)) * 1.05
         edges = [reach * (k - 10.5) / 10.5 for k in range(22)]  # symmetric; 0 mid-bin
-        ax.hist(data, bins=edges, label=others, histtype="step" if len(others) > 1 else "bar")
+        colors = [f"C{systems.index(system)}" for system in others]  # as in the bars
+        ax.hist(
+            data,
+            bins=edges,
+            color=colors,
+            histtype="step" if len(others) > 1 else "bar",
+            linewidth=1.5,
+        )
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(5))
         ax.axvline(0.0, color="black", linewidth=0.8)
         ax.set_title(f"{metric}: per-query delta vs {baseline}", fontsize=9)
         ax.set_xlabel("delta")
         ax.set_ylabel("queries")
-        if len(others) > 1:
-            ax.legend(fontsize=7)
     out = Path(path)
     fig.savefig(out, dpi=110)
     return out
