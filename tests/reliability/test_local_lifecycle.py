@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import gc
+import inspect
 import json
 import logging
 import math
@@ -273,6 +274,12 @@ def test_copies_rebuild_from_settings(
             duplicate.close()
     finally:
         original.close()
+
+
+def test_copy_settings_cover_every_constructor_argument(xlmr: LocalReranker) -> None:
+    """A new constructor argument must reach to_config() (or a copy would silently drop it)."""
+    params = set(inspect.signature(LocalReranker.__init__).parameters) - {"self"}
+    assert set(xlmr._settings()) == params
 
 
 def test_pickle_carries_settings_only(xlmr: LocalReranker, tiny_xlmr_dir: Path) -> None:
