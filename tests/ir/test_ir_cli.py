@@ -198,3 +198,62 @@ def test_resume_mismatch_fails_before_loading_a_model(
     rc = main(f"run --data {beir_dir} --model /no/model -o {out} --tag fake-reranker -q".split())
     assert rc == 2
     assert "was made with other settings (the reranker settings differ)" in capsys.readouterr().err
+
+
+def test_run_against_a_remote_rerank_api(beir_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("httpx")
+    from helpers.remote_server import RerankTestServer
+
+    out = tmp_path / "remote.trec"
+    with RerankTestServer() as server:
+        server.latency = 0.1
+        url = server.base_url("vllm")
+        cmd = f"run --data {beir_dir} --backend remote --api-format vllm --base-url {url}"
+        assert main([*cmd.split(), "--model", "served-model", "-o", str(out), "-q"]) == 0
+        assert len(server.bodies()) == 4  # one request per query (no limit hit)
+        assert server.max_in_flight > 1  # the queries were in flight together
+    blocks = _blocks(out)
+    assert list(blocks) == JUDGED and {r[5] for rows in blocks.values() for r in rows} == {
+        "served-model"
+    }
+
+
+def test_eval_counts_unknown_docs_and_missing_queries(
+    beir_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = tmp_path / "a.trec", tmp_path / "b.trec"
+    a.write_text("q1 Q0 d6 1 2.0 a\nq1 Q0 ghost 2 1.0 a\nq2 Q0 d3 1 1.0 a\n", encoding="utf-8")
+    b.write_text("q1 Q0 d0 1 1.0 b\nq9 Q0 d0 1 1.0 b\n", encoding="utf-8")
+    assert main(["eval", "--data", str(beir_dir), str(a), str(b), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["queries"] == 2  # q1, q2: judged and answered by at least one run
+    warnings = "\n".join(data["warnings"])
+    assert "a: 1 retrieved doc ids are not in the corpus" in warnings
+    assert "b: lacks 1 of the 2 evaluated queries; they score 0" in warnings
+    assert "b: 1 run queries have no judgements" in warnings
+    assert "2 qrels queries are in no run" in warnings
+    assert data["systems"][1]["queries_missing"] == 1
+
+
+def test_missing_extra_names_the_install_command(
+    beir_dir: Path,
+    fake_config: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setitem(sys.modules, "bm25s", None)  # as if not installed
+    assert main(f"run --data {beir_dir} --config {fake_config} -o {tmp_path / 'o'} -q".split()) == 2
+    assert 'pip install "rerank-integrations[eval]"' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "bad", ["--first-stage-k 0", "--concurrency 0", "--max-queries 0", "--alpha 1.5"]
+)
+def test_bad_numbers_exit_2_before_any_work(
+    beir_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], bad: str
+) -> None:
+    cmd = "eval" if "alpha" in bad else f"run -o {tmp_path / 'o'}"
+    argv = f"{cmd} --data {beir_dir} --model /no/model {bad}".split()
+    assert main(argv) == 2
+    assert bad.split()[0][2:].replace("-", "_") in capsys.readouterr().err

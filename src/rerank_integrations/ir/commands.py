@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from rerank_integrations.errors import RerankError, RerankInputError
+from rerank_integrations.validation import int_value, number_value, optional_int
 
 logger = logging.getLogger(__name__)
 
@@ -236,10 +237,21 @@ def _summary(output: str, s: Any) -> str:
     )
 
 
+def _check_numbers(args: argparse.Namespace) -> None:
+    """The numeric options, checked before any file is read or model loaded."""
+    int_value("first_stage_k", args.first_stage_k, minimum=1)
+    int_value("concurrency", args.concurrency, minimum=1)
+    optional_int("max_queries", args.max_queries, minimum=1)
+    alpha = getattr(args, "alpha", None)
+    if alpha is not None and not 0 < number_value("alpha", alpha) < 1:
+        raise RerankInputError("alpha", f"must be between 0 and 1, got {alpha}")
+
+
 def _run(args: argparse.Namespace) -> int:
     from rerank_integrations.ir.formats import write_run
     from rerank_integrations.ir.pipeline import rerank_model
 
+    _check_numbers(args)
     rerankers = _rerankers(args)
     if len(rerankers) != 1:
         raise RerankInputError("model", "give one --model or one --config")
@@ -282,6 +294,7 @@ def _eval(args: argparse.Namespace) -> int:
     from rerank_integrations.ir.formats import read_corpus, read_qrels, read_run, write_run
     from rerank_integrations.ir.pipeline import load_dataset, rerank_model
 
+    _check_numbers(args)
     metric_names = _fields(args.metrics)
     metrics.parse_metrics(metric_names)  # fail on a typo before any work
     rerankers = _rerankers(args)

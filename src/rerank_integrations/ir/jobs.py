@@ -17,7 +17,11 @@ from rerank_integrations.errors import RerankInputError
 from rerank_integrations.ir.first_stage import document_text
 from rerank_integrations.ir.formats import Document, Query, Run, ranked
 from rerank_integrations.metadata import format_metadata
-from rerank_integrations.validation import optional_str, validate_instruction
+from rerank_integrations.validation import (
+    optional_str,
+    optional_str_sequence,
+    validate_instruction,
+)
 
 __all__ = ["JobReport", "QueryJob", "build_jobs", "record_field"]
 
@@ -118,6 +122,8 @@ def build_jobs(
     """
     instruction = validate_instruction(instruction)
     optional_str("instruction_field", instruction_field)
+    metadata_fields = optional_str_sequence("metadata_fields", metadata_fields) or ()
+    query_ids = optional_str_sequence("query_ids", query_ids)
     if instruction is not None and instruction_field is not None:
         raise RerankInputError("instruction", "give a fixed instruction or a field, not both")
     with_title = "title" not in metadata_fields

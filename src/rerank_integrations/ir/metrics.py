@@ -29,7 +29,7 @@ from rerank_integrations.errors import RerankInputError
 from rerank_integrations.extras import import_extra
 from rerank_integrations.ir import EVAL_EXTRA
 from rerank_integrations.ir.formats import Qrels, Run, ranked
-from rerank_integrations.validation import choice_value
+from rerank_integrations.validation import choice_value, optional_str_sequence
 
 __all__ = [
     "DEFAULT_METRICS",
@@ -55,9 +55,10 @@ def _ir_measures() -> Any:
 
 def parse_metrics(names: Sequence[str]) -> dict[str, Any]:
     """``label -> ir_measures measure`` for each name (duplicates and unknowns rejected)."""
+    checked = optional_str_sequence("metrics", names) or ()
     ir_measures = _ir_measures()
     parsed: dict[str, Any] = {}
-    for name in names:
+    for name in checked:
         label = name.strip()
         if not label:
             raise RerankInputError("metrics", "empty metric name")
