@@ -211,3 +211,22 @@ def test_a_file_from_other_settings_is_never_mixed_in(tmp_path: Path) -> None:
     foreign.write_text("q0 Q0 d1 1 1.0 t\n", encoding="utf-8")
     with pytest.raises(RerankInputError, match="not a run this command wrote"):
         plan_output(foreign, _jobs(), tag="t")
+
+
+def test_secrets_never_reach_the_sidecar() -> None:
+    from rerank_integrations.ir.pipeline import public_settings
+
+    config = {
+        "backend": "remote",
+        "model": "m",
+        "api_key": "sk-secret",
+        "api_key_env": "KEY",
+        "client_secret": "x",
+        "max_tokens_per_request": 512,
+    }
+    assert public_settings(config) == {
+        "backend": "remote",
+        "model": "m",
+        "api_key_env": "KEY",
+        "max_tokens_per_request": 512,
+    }

@@ -169,22 +169,23 @@ def _settings(args: argparse.Namespace, model: str) -> dict[str, object]:
     return settings
 
 
-def _rerankers(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
-    """``(name, config)`` for each ``--model`` and ``--config``, names made unique."""
+def _rerankers(args: argparse.Namespace) -> list[tuple[str, dict[str, Any], str]]:
+    """``(name, config, source)`` for each ``--model`` and ``--config``, names made unique;
+    the source (the model id or the config's path) is what reports show, never the config."""
     from rerank_integrations.ir.pipeline import load_config, tag_for
 
     models = args.model if isinstance(args.model, list) else [args.model] * (args.model is not None)
     configs = args.config if isinstance(args.config, list) else [args.config] * bool(args.config)
-    out: list[tuple[str, dict[str, Any]]] = [(tag_for(m), _settings(args, m)) for m in models]
+    out = [(tag_for(m), _settings(args, m), m) for m in models]
     for path in configs:
         config = load_config(path)
         name = config.get("model")
-        out.append((tag_for(name) if isinstance(name, str) else Path(path).stem, config))
+        out.append((tag_for(name) if isinstance(name, str) else Path(path).stem, config, path))
     seen: dict[str, int] = {}
     unique = []
-    for name, config in out:
+    for name, config, source in out:
         seen[name] = seen.get(name, 0) + 1
-        unique.append((name if seen[name] == 1 else f"{name}-{seen[name]}", config))
+        unique.append((name if seen[name] == 1 else f"{name}-{seen[name]}", config, source))
     return unique
 
 
@@ -255,7 +256,7 @@ def _run(args: argparse.Namespace) -> int:
     rerankers = _rerankers(args)
     if len(rerankers) != 1:
         raise RerankInputError("model", "give one --model or one --config")
-    name, config = rerankers[0]
+    name, config, _ = rerankers[0]
     _, query_ids, first, jobs = _first_stage(args)
     if args.first_stage_output:
         write_run(
@@ -323,7 +324,7 @@ def _eval(args: argparse.Namespace) -> int:
             first_name = Path(args.candidates).stem if args.candidates else "bm25"
             write_run(runs_dir / f"{first_name}.trec", first, first_name, order=query_ids)
             add(first_name, first, args.candidates or f"bm25, top {args.first_stage_k}")
-            for name, config in rerankers:
+            for name, config, source in rerankers:
                 out = runs_dir / f"{name}.trec"
                 summary = rerank_model(
                     config,
@@ -336,7 +337,7 @@ def _eval(args: argparse.Namespace) -> int:
                 )
                 if not args.quiet:
                     sys.stderr.write(_summary(str(out), summary))
-                add(name, read_run(out), json.dumps(config, sort_keys=True))
+                add(name, read_run(out), source)
     for name, path in _named_runs(args.runs):
         add(name, read_run(path), path)
     if qrels is None:

@@ -42,6 +42,7 @@ __all__ = [
     "load_config",
     "load_dataset",
     "make_jobs",
+    "public_settings",
     "rerank_model",
     "select_queries",
     "tag_for",
@@ -173,6 +174,19 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     return config
 
 
+_SECRET_NAMES = ("api_key", "token", "secret", "password", "authorization")
+
+
+def public_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` without secrets (``api_key``, ``*_secret``, ...), for files and reports;
+    ``api_key_env`` (the NAME of a variable) stays."""
+    return {
+        k: v
+        for k, v in config.items()
+        if not any(k.lower() == n or k.lower().endswith("_" + n) for n in _SECRET_NAMES)
+    }
+
+
 def tag_for(name: str) -> str:
     """A TREC tag from a model name: its last path part, whitespace replaced."""
     last = name.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1] or "reranker"
@@ -194,7 +208,7 @@ def rerank_model(
     The output is checked for resuming BEFORE the reranker is built (a mismatch fails
     without loading a model), and nothing is built when every query is already done.
     """
-    plan = plan_output(output, jobs, tag=tag, settings=config, resume=resume)
+    plan = plan_output(output, jobs, tag=tag, settings=public_settings(config), resume=resume)
     if not plan.todo:
         return rerank_to_file(None, jobs, plan, tag=tag, progress=progress)
     with Reranker.from_config(dict(config)) as reranker:
