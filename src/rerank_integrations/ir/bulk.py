@@ -311,6 +311,7 @@ def rerank_to_file(
     path, plan = out_plan.path, out_plan.resume
     if plan.todo and reranker is None:
         raise ValueError("a reranker is needed: the output plan has queries left to do")
+    path.parent.mkdir(parents=True, exist_ok=True)
     meta_path(path).write_text(json.dumps(out_plan.meta, indent=1) + "\n", encoding="utf-8")
     write_run(path, plan.kept, tag)  # drops partial blocks; creates the file
     finished: dict[str, dict[str, float]] = dict(plan.kept)

@@ -136,7 +136,8 @@ def add_commands(commands: Any) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """Run ``args.command``; input errors exit 2 with one line, Ctrl-C exits 130."""
+    """Run ``args.command``; input errors exit 2 and I/O errors 1, each with one line;
+    Ctrl-C exits 130."""
     from rerank_integrations.ir.progress import should_show
 
     handler = {"run": _run, "eval": _eval}[args.command]
@@ -148,6 +149,9 @@ def run_command(args: argparse.Namespace) -> int:
     except RerankError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
+    except OSError as exc:  # a folder that cannot be written, a disk that is full, ...
+        sys.stderr.write(f"error: {exc}\n")
+        return 1
     except KeyboardInterrupt:
         sys.stderr.write(
             "\ninterrupted: finished queries are saved; run the same command again to resume\n"

@@ -309,10 +309,11 @@ def write_run(
     *,
     order: Sequence[str] | None = None,
 ) -> None:
-    """Write ``run`` atomically (a temporary file renamed over ``path``); queries in
-    ``order`` (default: the run's own order), each block from :func:`format_run_block`."""
+    """Write ``run`` atomically (a temporary file renamed over ``path``; folders created),
+    queries in ``order`` (default: the run's own order), blocks from :func:`format_run_block`."""
     target = Path(path)
     qids = list(run) if order is None else [q for q in order if q in run]
+    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".tmp")
     with tmp.open("w", encoding="utf-8") as fh:
         for qid in qids:
