@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import pickle
+import queue
 import re
 import signal
 import threading
@@ -29,7 +30,7 @@ import traceback
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -37,7 +38,14 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from rerank_integrations import LocalReranker  # noqa: E402
-from rerank_integrations.backends.local.engine import WORKER_THREAD_NAME  # noqa: E402
+from rerank_integrations.backends.local.engine import (  # noqa: E402
+    _STOP,
+    WORKER_THREAD_NAME,
+    EncodedInput,
+    LocalEngine,
+    _Job,
+    _worker_cycle,
+)
 from rerank_integrations.backends.local.formats.base import PairTemplate  # noqa: E402
 from rerank_integrations.backends.local.formats.cross_encoder import (  # noqa: E402
     CrossEncoderFormat,
@@ -232,6 +240,23 @@ async def test_dropped_after_arerank_and_temporary_rerankers(tiny_xlmr_dir: Path
     ref = weakref.ref(r)
     del r
     assert wait_until(lambda: ref() is None and set(workers()) <= before, COLLECT_TIMEOUT_S)
+
+
+def test_jobs_left_by_a_collected_engine_fail_instead_of_hanging() -> None:
+    class Gone:
+        pass
+
+    jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    job = _Job([EncodedInput((1, 2, 3))])
+    jobs.put(job)
+    jobs.put(_STOP)
+    gone = Gone()
+    ref = cast("weakref.ref[LocalEngine]", weakref.ref(gone))
+    del gone
+    assert ref() is None
+    assert _worker_cycle(jobs, ref) is False  # the stop behind the job ends the worker
+    with pytest.raises(RerankError, match="garbage-collected"):
+        job.future.result(timeout=1)
 
 
 def test_close_still_frees_at_once_and_stops_the_worker(tiny_xlmr_dir: Path) -> None:
