@@ -38,20 +38,48 @@ QUERY = "What is the record efficiency of a perovskite-silicon tandem solar cell
 INSTRUCTION = "prefer the most recent source"
 
 CORPUS = [
-    ("2016-02-10", "Solar Weekly", "A perovskite-silicon tandem solar cell reached 23.6% "
-     "efficiency, a record for the tandem solar cell design at the time."),
-    ("2019-12-20", "PV Archive", "Researchers report a perovskite-silicon tandem cell with a "
-     "record efficiency of 29.15%, overtaking the best silicon-only solar cell."),
-    ("2022-07-07", "Energy Lab News", "A new record: perovskite-silicon tandem solar cells "
-     "now convert 31.3% of sunlight into electricity."),
-    ("2024-06-05", "Renewables Today", "The perovskite-silicon tandem solar cell efficiency "
-     "record now stands at 34.6%, certified by an independent lab."),
-    ("2020-01-15", "Tech Blog", "Silicon-only solar cells are close to their theoretical "
-     "efficiency limit of about 29%, which is why tandem designs matter."),
-    ("2021-09-30", "Science Desk", "Stability, not efficiency, is the main obstacle before "
-     "perovskite tandem solar cells reach the market."),
-    ("2023-03-01", "Grid Report", "Wind turbine capacity factors improved across Europe; "
-     "record output was reported in the North Sea."),
+    (
+        "2016-02-10",
+        "Solar Weekly",
+        "A perovskite-silicon tandem solar cell reached 23.6% "
+        "efficiency, a record for the tandem solar cell design at the time.",
+    ),
+    (
+        "2019-12-20",
+        "PV Archive",
+        "Researchers report a perovskite-silicon tandem cell with a "
+        "record efficiency of 29.15%, overtaking the best silicon-only solar cell.",
+    ),
+    (
+        "2022-07-07",
+        "Energy Lab News",
+        "A new record: perovskite-silicon tandem solar cells "
+        "now convert 31.3% of sunlight into electricity.",
+    ),
+    (
+        "2024-06-05",
+        "Renewables Today",
+        "The perovskite-silicon tandem solar cell efficiency "
+        "record now stands at 34.6%, certified by an independent lab.",
+    ),
+    (
+        "2020-01-15",
+        "Tech Blog",
+        "Silicon-only solar cells are close to their theoretical "
+        "efficiency limit of about 29%, which is why tandem designs matter.",
+    ),
+    (
+        "2021-09-30",
+        "Science Desk",
+        "Stability, not efficiency, is the main obstacle before "
+        "perovskite tandem solar cells reach the market.",
+    ),
+    (
+        "2023-03-01",
+        "Grid Report",
+        "Wind turbine capacity factors improved across Europe; "
+        "record output was reported in the North Sea.",
+    ),
 ]
 
 NO_HUB_HELP = """\
@@ -73,12 +101,13 @@ def make_ranker(args: argparse.Namespace) -> RerankRanker:
     settings: dict[str, Any] = {
         "top_k": args.top_k,
         "instruction": INSTRUCTION,
-        "meta_fields_to_embed": ["date", "source"],  # sent in the reranker's metadata field
+        # Haystack's meaning: these values are joined with the content for a plain model; a
+        # model with a metadata slot (ctxl-rerank-v2, the Contextual API) gets them there instead
+        "meta_fields_to_embed": ["date", "source"],
     }
     if args.remote:
         if args.api_format not in (None, "contextual"):
-            # Only the Contextual API has instruction and metadata fields: for other APIs, fold
-            # the instruction into the query and the metadata into each document's text.
+            # An API without an instruction field: fold the instruction before the query.
             settings["reranker_kwargs"] = {"fold_unsupported": True}
         return RerankRanker(
             backend="remote",

@@ -486,7 +486,8 @@ class RerankRanker:
         """
         keys = self.metadata_keys if self.metadata_keys is not None else self.meta_fields_to_embed
         options = self._options(metadata_keys=keys)
-        channel = metadata_enabled(options, reranker)
+        # only metadata_keys is an opt-in to the metadata argument; meta_fields_to_embed is text
+        channel = metadata_enabled(self._options(), reranker)
         if channel and keys is None and self.send_metadata is not True:
             channel = False  # Haystack's meta_fields_to_embed=None: no metadata at all
         if channel:

@@ -128,7 +128,7 @@ def test_example_remote_without_key_explains(
     assert "CONTEXTUAL_API_KEY" in err
 
 
-def test_example_self_hosted_format_folds_instruction_and_metadata(
+def test_example_self_hosted_format_sends_haystacks_text_and_the_instruction(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from helpers.remote_server import RerankTestServer
@@ -142,8 +142,13 @@ def test_example_self_hosted_format_folds_instruction_and_metadata(
     assert code == 0, err
     assert [len(t) for t in _tables(out)] == [2, 2]
     assert bodies[0]["query"] == _example().QUERY
-    # the shared folding rule: the instruction goes before the query
-    assert bodies[1]["query"] == f"prefer the most recent source {_example().QUERY}"
+    instruction = "prefer the most recent source"
+    # vLLM's own instruction field where the remote format has it, else the shared folding
+    # rule (the instruction before the query)
+    assert bodies[1].get("instruction") == instruction or (
+        bodies[1]["query"] == f"{instruction} {_example().QUERY}" and "instruction" not in bodies[1]
+    )
+    # no metadata slot: Haystack's own text, meta_fields_to_embed values joined by "\n"
     date, source, text = _corpus()[0]
-    assert f"date: {date}\nsource: {source}\n{text}" in bodies[1]["documents"]
-    assert "instruction" not in bodies[1] and "metadata" not in bodies[1]
+    assert f"{date}\n{source}\n{text}" in bodies[1]["documents"]
+    assert "metadata" not in bodies[1]
