@@ -234,6 +234,8 @@ def _first_stage(args: argparse.Namespace) -> tuple[Any, list[str], Any, list[An
 
 
 def _summary(output: str, s: Any) -> str:
+    if not s.reranked:
+        return f"{output}: all {s.queries} queries done by an earlier run, nothing to rerank\n"
     rate = s.documents / s.seconds if s.seconds > 0 else 0.0
     kept = f"{s.kept} kept from an earlier run, " if s.kept else ""
     return (
