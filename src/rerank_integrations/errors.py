@@ -9,17 +9,22 @@ The hierarchy is small on purpose::
     ├── UnsupportedFeatureError (ValueError) e.g. an instruction for a model that cannot follow one
     ├── ModelLoadError                       a local model could not be loaded / detected
     ├── OutOfMemoryError                     out of accelerator memory even at batch size 1
+    ├── UnpicklableRerankerError (PicklingError) holds a secret or client that is never pickled
     └── RemoteError                          anything that went wrong talking to a rerank service
         ├── RemoteStatusError                the server answered with an error status
         ├── RemoteTimeoutError               the request timed out (after retries)
         ├── RemoteConnectionError            connection failed / dropped (after retries)
-        └── RemoteResponseError              the server's answer is malformed
+        ├── RemoteResponseError              the server's answer is malformed
+        │   └── RemoteResponseTooLargeError  the answer is over ``max_response_bytes``
+        └── RerankerClosedError              the reranker was closed while the call was in flight
 
 Input errors subclass the builtin ``ValueError``/``TypeError`` so that code written
 against the builtins keeps working.
 """
 
 from __future__ import annotations
+
+import pickle
 
 
 class RerankError(Exception):
@@ -95,3 +100,26 @@ class RemoteConnectionError(RemoteError):
 
 class RemoteResponseError(RemoteError):
     """The server's answer could not be understood (not JSON, bad indices or scores, ...)."""
+
+
+class RemoteResponseTooLargeError(RemoteResponseError):
+    """The server's answer is larger than the reranker's ``max_response_bytes``.
+
+    Reading stopped at the cap (or before reading, when ``Content-Length`` declared more).
+    Holds ``limit`` (the cap in bytes). Never retried.
+    """
+
+    def __init__(self, message: str, *, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+class RerankerClosedError(RemoteError):
+    """``close()``/``aclose()`` was called while this call was in flight (sending, waiting for
+    an answer, or waiting to retry). A ``RemoteError``, so ``on_error="passthrough"`` turns it
+    into placeholder results like any other outage."""
+
+
+class UnpicklableRerankerError(RerankError, pickle.PicklingError):
+    """A reranker holds something that is never pickled: an explicit API key, credentials in
+    its URL, or the caller's own HTTP clients. The message says which (never the secret)."""

@@ -1,0 +1,83 @@
+"""Pure budget decisions of the remote backend: a call's deadline, each attempt's share of it,
+whether a retry wait still fits, and the response size cap. Shared by the sync and async
+paths of :mod:`~rerank_integrations.backends.remote.transport`; nothing here does I/O.
+
+Rules:
+
+- A call has one **deadline**: every sub-request, attempt, retry wait and split of the call
+  runs under it. ``deadline=None`` means :func:`default_deadline`: the longest one sub-request
+  may take under the retry policy (every attempt at its full ``timeout`` plus every retry wait
+  at its cap), so the default never cuts a retry the policy allows.
+- An **attempt** (one HTTP request: connect, send, the whole answer) gets
+  ``min(timeout, what remains of the deadline)`` (:func:`attempt_budget`); every network
+  timeout of the attempt is at most that (:func:`attempt_timeouts`).
+- A **retry wait** is only taken when the deadline leaves time for an attempt after it
+  (:func:`retry_fits`); otherwise the call fails at once with the last error.
+- A **response body** may hold at most ``max_response_bytes`` (decoded) bytes: a declared
+  ``Content-Length`` over the cap fails before reading (:func:`declared_length`), and reading
+  stops as soon as the bytes read pass it (:func:`over_cap`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+__all__ = [
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "attempt_budget",
+    "attempt_timeouts",
+    "declared_length",
+    "default_deadline",
+    "over_cap",
+    "retry_fits",
+]
+
+DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+"""16 MiB: a rerank answer is about 50 bytes per document, so this is room for ~300,000
+results; a bigger answer is a misbehaving server."""
+
+
+def default_deadline(timeout: float, max_retries: int, max_retry_wait: float) -> float:
+    """The call deadline used when none is given: ``(max_retries + 1) * timeout`` for the
+    attempts plus ``max_retries * max_retry_wait`` for the waits between them."""
+    return (max_retries + 1) * timeout + max_retries * max_retry_wait
+
+
+def attempt_budget(timeout: float, remaining: float) -> float:
+    """Seconds one attempt may take: ``timeout``, or less when the deadline is nearer.
+    Zero or less means no attempt can start."""
+    return min(timeout, remaining)
+
+
+def attempt_timeouts(budget: float, connect_timeout: float) -> dict[str, float]:
+    """httpx's four timeouts for an attempt of ``budget`` seconds: none longer than the budget
+    (``connect`` also at most ``connect_timeout``)."""
+    budget = max(budget, 0.0)
+    return {
+        "connect": min(connect_timeout, budget),
+        "read": budget,
+        "write": budget,
+        "pool": budget,
+    }
+
+
+def retry_fits(delay: float, remaining: float) -> bool:
+    """Whether waiting ``delay`` seconds still leaves time for another attempt."""
+    return delay < remaining
+
+
+def declared_length(headers: Mapping[str, str]) -> int | None:
+    """The ``Content-Length`` a server declared, or ``None`` when absent or malformed (a
+    malformed one is left to the HTTP layer; the cap still applies while reading)."""
+    raw = headers.get("content-length")
+    if raw is None:
+        return None
+    raw = raw.strip()
+    if not (raw.isascii() and raw.isdigit()):
+        return None
+    return int(raw)
+
+
+def over_cap(size: int, cap: int) -> bool:
+    """Whether ``size`` bytes are more than the cap allows."""
+    return size > cap
