@@ -5,7 +5,8 @@
   random models are the hard case: hidden 64 and near-flat scores; the benchmark models'
   numbers are in docs/benchmarks.md.)
 - Never silent: the default leaves every linear layer fp32; int8 quantises the body only (the
-  classifier head and the causal formats' lm_head rows stay fp32); int8 on a CUDA device string,
+  classifier head, the causal formats' lm_head rows and the gated MLP's ``down_proj`` stay
+  fp32); int8 on a CUDA device string,
   in bf16, or with an automatic device that resolves to CUDA fails before any weight loads.
 """
 
@@ -115,7 +116,14 @@ def test_default_is_fp32_and_int8_quantises_the_body_only(
         assert quantized_linear_count(module.classifier) == (0, 2)  # the head stays fp32
     with LocalReranker(str(tiny_mxbai_dir), device="cpu", quantize="int8") as c8:
         runner: Any = c8._engine._runner
-        assert quantized_linear_count(runner.module)[1] == 0
+        fp32_names = {
+            name.rsplit(".", 1)[-1]
+            for name, sub in runner.module.named_modules()
+            if type(sub) is torch.nn.Linear
+        }
+        assert fp32_names == {"down_proj"}  # only the gated MLP's down projection stays fp32
+        quantised, fp32 = quantized_linear_count(runner.module)
+        assert fp32 == runner.module.config.num_hidden_layers and quantised == 6 * fp32
         assert runner.score_weight.dtype == torch.float32  # the lm_head rows stay fp32
         assert runner.score_weight.shape[0] == 2  # still only the two rows mxbai reads
 
