@@ -145,7 +145,9 @@ class RerankPostprocessor(BaseNodePostprocessor):
     incoming score in the copy's ``metadata["retrieval_score"]`` (as ``SentenceTransformerRerank``).
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+    model_config = ConfigDict(
+        arbitrary_types_allowed=True, extra="forbid", validate_assignment=True
+    )
 
     reranker: Reranker | dict[str, Any] | None = None
     backend: str | None = None
