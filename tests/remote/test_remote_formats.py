@@ -59,7 +59,13 @@ FULL = WireRequest(
                 "documents": ["a", "b"],
                 "return_documents": False,
                 "top_n": 1,
+                "instruction": "prefer recent",  # vLLM's own field (issue 10)
             },
+        ),
+        (
+            "infinity",
+            REQ,
+            {"model": "m", "query": "q", "documents": ["a", "b", "c"], "return_documents": False},
         ),
         ("cohere", REQ, {"model": "m", "query": "q", "documents": ["a", "b", "c"]}),
         ("cohere", FULL, {"model": "m", "query": "q", "documents": ["a", "b"], "top_n": 1}),
@@ -112,8 +118,10 @@ def test_capabilities_and_defaults() -> None:
     assert FORMATS["vllm"].default_base_url is None and FORMATS["vllm"].api_key_env == ()
     assert FORMATS["tei"].max_documents_per_request == 32
     assert not FORMATS["tei"].supports_top_n
-    for name in ("jina", "vllm", "cohere", "tei"):
+    for name in ("jina", "infinity", "cohere", "tei"):
         assert not FORMATS[name].supports_instruction and not FORMATS[name].supports_metadata
+    # vLLM's rerank request has an instruction field (issue 10), still no metadata field
+    assert FORMATS["vllm"].supports_instruction and not FORMATS["vllm"].supports_metadata
 
 
 def test_unknown_format_names_the_field() -> None:
@@ -183,7 +191,10 @@ def test_decode_json_rejects_non_json(text: str) -> None:
     ("text", "expected"),
     [
         ('{"detail": "Invalid model"}', "Invalid model"),
-        ('{"detail": [{"loc": ["body", "query"], "msg": "field required"}]}', "field required"),
+        (  # pydantic's loc says which field (issue 10)
+            '{"detail": [{"loc": ["body", "query"], "msg": "field required"}]}',
+            "body.query: field required",
+        ),
         ('{"message": "invalid api token"}', "invalid api token"),
         ('{"error": "batch size 64 > 32", "error_type": "Validation"}', "batch size 64 > 32"),
         ('{"error": {"message": "too long", "type": "BadRequest"}}', "too long"),

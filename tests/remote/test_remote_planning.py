@@ -281,7 +281,7 @@ def _call(**kw: object) -> RerankRequest:
 
 def test_fold_request_uses_the_shared_rule() -> None:
     call = _call(instruction="prefer 2024", metadata=("src: x", ""))
-    folded = fold_request(call, FORMATS["vllm"], fold=True)
+    folded = fold_request(call, FORMATS["jina"], fold=True)  # vllm has an instruction field
     # the rule of rerank_integrations.folding (= the local instruction_mode="prepend")
     assert folded.query == "prefer 2024 q" == fold_instruction("q", "prefer 2024")
     assert folded.documents == ("src: x\na", "b")

@@ -18,25 +18,21 @@ name           body                                top field    results         
                instruction, metadata
 ``jina``       model, query, documents, top_n,     ``top_n``    ``results``         relevance_score
                return_documents=false
-``vllm``       same body as ``jina`` (vLLM, Infinity and OpenAI-compatible routers); no default
-               host and no API key by default
+``vllm``       the ``jina`` body plus ``instruction`` (vLLM's field, handed to its score
+               template); no default host and no API key by default
+``infinity``   the ``jina`` body at the server ROOT (``base_url="http://host:7997"``, no
+               ``/v1``); no default host; 2,048 documents and 122,880 characters per document
 ``cohere``     model, query, documents, top_n      ``top_n``    ``results``         relevance_score
 ``tei``        query, texts, truncate, raw_scores  (none)       bare list           score
 =============  ==================================  ===========  ==================  ============
 
 Scores: every format's returned score is kept as ``raw_score``; ``relevance_score`` is that
-number clipped to ``[0, 1]`` (:func:`to_relevance`), with the scores that clip to the same bound
-kept apart in raw order (:func:`~rerank_integrations.backends.remote.scores.relevance_scores`),
-so relevance stays monotone in raw. Contextual normalises to 0-1 itself; Jina, Cohere and vLLM
-(for its usual single-label classifiers, with its default sigmoid activation) return 0-1
-probabilities; TEI is asked for ``raw_scores: false``, i.e. its sigmoid-activated 0-1 scores.
-A server that returns numbers outside 0-1 (e.g. a vLLM model served with
-``"method": "no_post_processing"``) still gets a correct ``raw_score`` and order; the backend
-logs a warning when that happens.
-
-No message of a parser quotes text the server sent (only types, numbers and positions), and
-:func:`decode_json` / :func:`error_message` redact what they quote before cutting it
-(:mod:`~rerank_integrations.backends.remote.redaction`).
+number clipped to ``[0, 1]`` (:func:`to_relevance`). Contextual normalises to 0-1 itself; Jina,
+Cohere and vLLM (for its usual single-label classifiers, with its default sigmoid activation)
+return 0-1 probabilities; TEI is asked for ``raw_scores: false``, i.e. its sigmoid-activated
+0-1 scores. A server that returns numbers outside 0-1 (e.g. a vLLM model served with
+``"method": "no_post_processing"``) still gets a correct ``raw_score``, but its clipped
+``relevance_score`` loses order outside 0-1; the backend logs a warning when that happens.
 """
 
 from __future__ import annotations
@@ -47,7 +43,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from rerank_integrations.backends.remote.redaction import Redactor
 from rerank_integrations.errors import RemoteResponseError
 from rerank_integrations.validation import choice_value
 
@@ -128,8 +123,17 @@ def build_cohere(model: str, request: WireRequest, truncate: bool) -> Any:
 
 
 def build_jina(model: str, request: WireRequest, truncate: bool) -> Any:
-    """The Cohere body plus ``return_documents: false`` (Jina, vLLM, Infinity, routers)."""
+    """The Cohere body plus ``return_documents: false`` (Jina, Infinity, routers)."""
     return {**build_cohere(model, request, truncate), "return_documents": False}
+
+
+def build_vllm(model: str, request: WireRequest, truncate: bool) -> Any:
+    """The Jina body plus vLLM's ``instruction`` (handed to the server's score template as a
+    template variable, e.g. Qwen3-Reranker's ``<Instruct>``) when one is given."""
+    body = build_jina(model, request, truncate)
+    if request.instruction is not None:
+        body["instruction"] = request.instruction
+    return body
 
 
 def build_tei(model: str, request: WireRequest, truncate: bool) -> Any:
@@ -145,33 +149,16 @@ def build_tei(model: str, request: WireRequest, truncate: bool) -> Any:
 # --------------------------------------------------------------------------- parsers
 
 
-_NO_SECRETS = Redactor(())
-
-
-def _cut(text: str, limit: int, redact: Redactor | None) -> str:
-    """``text`` redacted (before the cut: see :meth:`Redactor.cut`), then cut to ``limit``."""
-    return (redact or _NO_SECRETS).cut(text, limit)
-
-
-def decode_json(text: str, redact: Redactor | None = None) -> Any:
-    """Decode a response body; non-JSON (or truncated JSON) -> RemoteResponseError, quoting
-    the start of the body redacted by ``redact``."""
+def decode_json(text: str) -> Any:
+    """Decode a response body; non-JSON (or truncated JSON) -> RemoteResponseError."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        snippet = _cut(" ".join(text[:200].split()), 80, redact)
+        snippet = text[:80].replace("\n", " ")
         raise RemoteResponseError(
             f"the server's answer is not valid JSON ({exc.msg} at position {exc.pos}); "
             f"it starts with {snippet!r}"
         ) from None
-
-
-def _describe(value: object) -> str:
-    """A value from an answer, for a message: numbers and None as they are, anything else by
-    its type only (a server may have put a secret it was sent there)."""
-    if value is None or isinstance(value, bool | int | float):
-        return repr(value)
-    return f"a {type(value).__name__}"
 
 
 def parse_results(
@@ -192,9 +179,7 @@ def parse_results(
             raise RemoteResponseError(f"result {pos} is not an object")
         index = item.get("index")
         if isinstance(index, bool) or not isinstance(index, int):
-            raise RemoteResponseError(
-                f"result {pos} has no integer 'index' (got {_describe(index)})"
-            )
+            raise RemoteResponseError(f"result {pos} has no integer 'index' (got {index!r})")
         if not 0 <= index < n:
             raise RemoteResponseError(
                 f"result {pos} has index {index}, out of range for {n} documents"
@@ -205,8 +190,7 @@ def parse_results(
         score = item.get(score_key)
         if isinstance(score, bool) or not isinstance(score, int | float):
             raise RemoteResponseError(
-                f"result {pos} (index {index}) has no numeric {score_key!r} "
-                f"(got {_describe(score)})"
+                f"result {pos} (index {index}) has no numeric {score_key!r} (got {score!r})"
             )
         if not math.isfinite(score):
             raise RemoteResponseError(f"result {pos} (index {index}) has a non-finite score")
@@ -246,9 +230,22 @@ _MESSAGE_LIMIT = 500
 """Characters of a server's error message kept in a RemoteStatusError."""
 
 
-def error_message(text: str, redact: Redactor | None = None) -> str:
-    """The server's own error message from an error response body (any of the formats),
-    redacted by ``redact`` BEFORE it is cut to 500 characters.
+def _detail_item(item: object) -> str:
+    """One pydantic / FastAPI validation error: ``"body.query: Field required"`` (its ``loc``
+    joined by dots before its ``msg``), so the message says which field is wrong."""
+    if not isinstance(item, Mapping):
+        return str(item)
+    msg = str(item.get("msg", item))
+    loc = item.get("loc")
+    if isinstance(loc, list | tuple) and loc:
+        return ".".join(str(part) for part in loc) + ": " + msg
+    if isinstance(loc, str) and loc:
+        return f"{loc}: {msg}"
+    return msg
+
+
+def error_message(text: str) -> str:
+    """The server's own error message from an error response body (any of the formats).
 
     Understands ``{"detail": str | [{"msg"}]}`` (Contextual/FastAPI, Jina), ``{"message"}``
     (Cohere), ``{"error": str | {"message"}}`` (TEI, vLLM/OpenAI) and falls back to the text.
@@ -268,12 +265,14 @@ def error_message(text: str, redact: Redactor | None = None) -> str:
                 message = str(value["message"])
                 break
             if isinstance(value, list) and value:
-                parts = [str(v.get("msg", v)) if isinstance(v, Mapping) else str(v) for v in value]
+                parts = [_detail_item(v) for v in value]
                 message = "; ".join(parts)
                 break
     if message is None:
         message = " ".join(text.split()) or "(empty body)"
-    return _cut(message, _MESSAGE_LIMIT, redact)
+    if len(message) <= _MESSAGE_LIMIT:
+        return message
+    return message[: _MESSAGE_LIMIT - 3] + "..."
 
 
 # --------------------------------------------------------------------------- registry
@@ -298,6 +297,8 @@ class WireFormat:
     max_tokens_per_request: int | None = None
     max_tokens_per_document: int | None = None
     """Per-pair limit: query + instruction + one document + its metadata."""
+    max_chars_per_document: int | None = None
+    """Characters of one document (after folding) the API accepts (Infinity: 122,880)."""
 
 
 _CONTEXTUAL = WireFormat(
@@ -313,7 +314,13 @@ _CONTEXTUAL = WireFormat(
 _JINA = WireFormat(
     "jina", build_jina, default_base_url="https://api.jina.ai/v1", api_key_env=("JINA_API_KEY",)
 )
-_VLLM = WireFormat("vllm", build_jina)  # no public host, no key by default
+# vLLM: no public host, no key by default; its rerank request has an ``instruction`` field.
+_VLLM = WireFormat("vllm", build_vllm, supports_instruction=True)
+# Infinity: ``/rerank`` at the server ROOT (no ``/v1``); pydantic caps each string at 122,880
+# characters and a request at 2,048 documents (INFINITY_MAX_CLIENT_BATCH_SIZE).
+_INFINITY = WireFormat(
+    "infinity", build_jina, max_documents_per_request=2048, max_chars_per_document=122_880
+)
 _COHERE = WireFormat(
     "cohere",
     build_cohere,
@@ -328,7 +335,9 @@ _TEI = WireFormat(
     max_documents_per_request=32,  # TEI's default --max-client-batch-size
 )
 
-FORMATS: Mapping[str, WireFormat] = {f.name: f for f in (_CONTEXTUAL, _JINA, _VLLM, _COHERE, _TEI)}
+FORMATS: Mapping[str, WireFormat] = {
+    f.name: f for f in (_CONTEXTUAL, _JINA, _VLLM, _INFINITY, _COHERE, _TEI)
+}
 """Every supported ``api_format`` by name."""
 
 

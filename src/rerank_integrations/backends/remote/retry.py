@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from rerank_integrations.backends.remote.redaction import Redactor
+from rerank_integrations.backends.remote.document_limits import is_document_too_long
 from rerank_integrations.results import RerankResult
 
 __all__ = [
@@ -145,9 +145,11 @@ def is_too_long(status: int, message: str) -> bool:
     413 always; 422 only when the server's message speaks of a size (too long / too many /
     exceeds / maximum / limit / tokens / batch size / "at most N documents|items", the
     wording of pydantic's list-length check), so that a 422 for a bad field is not retried in
-    ever smaller pieces.
+    ever smaller pieces. A 400 or 422 that states a limit on one document (vLLM's "maximum
+    context length is N tokens", pydantic's "String should have at most N characters":
+    :mod:`~rerank_integrations.backends.remote.document_limits`) is "too long" too.
     """
-    if status == 413:
+    if status == 413 or is_document_too_long(status, message):
         return True
     return status == 422 and _TOO_LONG.search(message) is not None
 
@@ -263,9 +265,10 @@ def request_id(headers: Mapping[str, str]) -> str | None:
 
 
 def redact(text: str, secret: str | None) -> str:
-    """``text`` with ``secret`` (and every 8+ character piece of it) replaced by ``***``: the
-    rule of :class:`~rerank_integrations.backends.remote.redaction.Redactor`."""
-    return Redactor((secret,))(text)
+    """``text`` with every occurrence of ``secret`` replaced by ``***`` (defence in depth)."""
+    if secret:
+        return text.replace(secret, "***")
+    return text
 
 
 # --------------------------------------------------------------------------- fail-open

@@ -1,0 +1,205 @@
+"""RemoteReranker against REAL rerank servers started by this suite (see conftest.py):
+vLLM's CPU build serving a tiny XLM-R cross-encoder and a tiny Qwen3-Reranker, and Infinity
+serving the same cross-encoder. Scores are compared with LocalReranker on the SAME model
+directory (the maths is the same: sigmoid of the classifier logit for the cross-encoder,
+sigmoid(logit(yes) - logit(no)) for Qwen3-Reranker), within 1e-4 in fp32.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers.real_servers import API_KEY, INFINITY_BATCH, XLMR_MAX_LEN, Served
+
+from rerank_integrations import LocalReranker, RemoteReranker
+from rerank_integrations.errors import RemoteStatusError, RerankInputError
+from rerank_integrations.results import RerankResult
+
+pytest.importorskip("torch")
+
+TOL = 1e-4
+QUERY = "What is the capital of France?"
+DOCS = [
+    "Paris is the capital and largest city of France.",
+    "Berlin is the capital of Germany!",
+    "The quick brown fox jumps over the lazy dog.",
+    "Green tea contains antioxidants called catechins.",
+    "¿Dónde está la biblioteca?",
+    "绿茶富含儿茶素等抗氧化剂。",
+    "yes",
+]
+LONG = " ".join(f"Sentence {i} talks about Paris, Berlin and green tea? Yes!" for i in range(60))
+
+
+@cache
+def _local(model_dir: Path) -> LocalReranker:
+    return LocalReranker(str(model_dir))
+
+
+def local_scores(
+    served: Served, query: str, docs: Sequence[str], instruction: str | None = None
+) -> dict[int, float]:
+    results = _local(served.model_dir).rerank(query, list(docs), instruction=instruction)
+    return {r.index: r.relevance_score for r in results}
+
+
+def remote(served: Served, api_format: str, **kw: Any) -> RemoteReranker:
+    base = served.root + ("/v1" if api_format == "vllm" else "")
+    kw.setdefault("api_key", API_KEY)
+    return RemoteReranker(served.model, api_format=api_format, base_url=base, timeout=120, **kw)
+
+
+def by_index(results: Sequence[RerankResult]) -> dict[int, float]:
+    return {r.index: r.relevance_score for r in results}
+
+
+def assert_close(got: dict[int, float], want: dict[int, float]) -> None:
+    assert set(got) == set(want)
+    worst = max(abs(got[i] - want[i]) for i in want)
+    assert worst <= TOL, (worst, got, want)
+
+
+# --------------------------------------------------------------------------- vLLM
+
+
+def test_vllm_cross_encoder_matches_local(vllm_xlmr: Served) -> None:
+    reranker = remote(vllm_xlmr, "vllm")
+    results = reranker.rerank(QUERY, DOCS)
+    want = local_scores(vllm_xlmr, QUERY, DOCS)
+    assert_close(by_index(results), want)
+    assert [r.index for r in results] == sorted(want, key=lambda i: (-want[i], i))
+    top = reranker.rerank(QUERY, DOCS, top_n=3)
+    assert [r.index for r in top] == [r.index for r in results[:3]]
+
+
+def test_vllm_async_equals_sync(vllm_xlmr: Served) -> None:
+    reranker = remote(vllm_xlmr, "vllm")
+    sync = reranker.rerank(QUERY, DOCS, top_n=4)
+
+    async def run() -> list[RerankResult]:
+        try:
+            return list(await reranker.arerank(QUERY, DOCS, top_n=4))
+        finally:
+            await reranker.aclose()
+
+    assert [(r.index, round(r.relevance_score, 6)) for r in asyncio.run(run())] == [
+        (r.index, round(r.relevance_score, 6)) for r in sync
+    ]
+
+
+def test_vllm_qwen3_reranker_matches_local_with_and_without_instruction(
+    vllm_qwen3: Served,
+) -> None:
+    reranker = remote(vllm_qwen3, "vllm")
+    for instruction in (None, "Find the document that names the capital city"):
+        got = by_index(reranker.rerank(QUERY, DOCS, instruction=instruction))
+        assert_close(got, local_scores(vllm_qwen3, QUERY, DOCS, instruction))
+    plain = by_index(reranker.rerank(QUERY, DOCS))
+    with_instruction = by_index(reranker.rerank(QUERY, DOCS, instruction="Prefer short texts"))
+    assert max(abs(plain[i] - with_instruction[i]) for i in plain) > 1e-3  # it is used
+
+
+def test_vllm_long_document_among_short_ones(
+    vllm_xlmr: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    reranker = remote(vllm_xlmr, "vllm")
+    docs = [*DOCS, LONG]
+    with caplog.at_level(logging.INFO, logger="rerank_integrations"):
+        results = reranker.rerank(QUERY, docs)
+    assert {r.index for r in results} == set(range(len(docs)))
+    learnt = reranker.limits.max_tokens_per_document
+    assert learnt is not None and learnt <= XLMR_MAX_LEN
+    assert "maximum context length" in caplog.text
+    # the short documents are scored exactly as locally
+    got = by_index(results)
+    want = local_scores(vllm_xlmr, QUERY, DOCS)
+    assert max(abs(got[i] - want[i]) for i in want) <= TOL
+    # the next call cuts before sending and gets the same scores
+    assert_close(by_index(reranker.rerank(QUERY, docs)), got)
+
+
+def test_vllm_long_document_with_on_oversize_error(vllm_xlmr: Served) -> None:
+    reranker = remote(vllm_xlmr, "vllm", on_oversize="error")
+    with pytest.raises(RerankInputError) as info:
+        reranker.rerank(QUERY, [*DOCS, LONG])
+    assert info.value.field == f"documents[{len(DOCS)}]"
+    assert "maximum context length" in str(info.value)
+
+
+def test_vllm_real_errors(vllm_xlmr: Served) -> None:
+    with pytest.raises(RemoteStatusError) as info:
+        remote(vllm_xlmr, "vllm", api_key="wrong-key", max_retries=0).rerank(QUERY, DOCS)
+    assert info.value.status == 401
+    assert "wrong-key" not in str(info.value)
+    unknown = RemoteReranker(
+        "no-such-model", api_format="vllm", base_url=vllm_xlmr.root + "/v1", api_key=API_KEY
+    )
+    with pytest.raises(RemoteStatusError) as info:
+        unknown.rerank(QUERY, DOCS)
+    assert info.value.status == 404
+    assert "does not exist" in info.value.message
+
+
+# --------------------------------------------------------------------------- Infinity
+
+
+def test_infinity_matches_local_and_vllm(infinity_xlmr: Served) -> None:
+    reranker = remote(infinity_xlmr, "infinity")
+    results = reranker.rerank(QUERY, DOCS)
+    assert_close(by_index(results), local_scores(infinity_xlmr, QUERY, DOCS))
+    assert len(reranker.rerank(QUERY, DOCS, top_n=2)) == 2
+
+
+def test_infinity_splits_300_documents_under_its_batch_limit(
+    infinity_xlmr: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    docs = [f"{DOCS[i % len(DOCS)]} ({i})" for i in range(300)]
+    reranker = remote(infinity_xlmr, "infinity")
+    with caplog.at_level(logging.INFO, logger="rerank_integrations"):
+        results = reranker.rerank(QUERY, docs)
+    assert reranker.limits.max_documents_per_request == INFINITY_BATCH  # learnt from its 422
+    assert "List should have at most" in caplog.text
+    assert_close(by_index(results), local_scores(infinity_xlmr, QUERY, docs))
+
+    async def run() -> list[RerankResult]:
+        try:
+            return list(await reranker.arerank(QUERY, docs, top_n=10))
+        finally:
+            await reranker.aclose()
+
+    assert [r.index for r in asyncio.run(run())] == [r.index for r in results[:10]]
+
+
+def test_infinity_root_and_v1(infinity_xlmr: Served) -> None:
+    wrong = RemoteReranker(
+        infinity_xlmr.model,
+        api_format="jina",
+        base_url=infinity_xlmr.root + "/v1",
+        api_key=API_KEY,
+        max_retries=0,
+    )
+    with pytest.raises(RemoteStatusError) as info:
+        wrong.rerank(QUERY, DOCS)
+    assert info.value.status == 404
+    assert f"base_url={infinity_xlmr.root!r}" in str(info.value)
+
+
+def test_infinity_character_limit(infinity_xlmr: Served) -> None:
+    huge = "Paris " * 25_000  # 150,000 characters, over Infinity's 122,880 per string
+    results = remote(infinity_xlmr, "infinity").rerank(QUERY, ["Berlin", huge])
+    assert {r.index for r in results} == {0, 1}
+    jina = remote(infinity_xlmr, "jina")  # no published cap: learnt from the 422
+    assert {r.index for r in jina.rerank(QUERY, ["Berlin", huge])} == {0, 1}
+    assert jina.limits.max_chars_per_document == 122_880
+
+
+def test_infinity_real_errors(infinity_xlmr: Served) -> None:
+    with pytest.raises(RemoteStatusError) as info:
+        remote(infinity_xlmr, "infinity", api_key="wrong-key", max_retries=0).rerank(QUERY, DOCS)
+    assert info.value.status == 401
