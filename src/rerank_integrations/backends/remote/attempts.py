@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rerank_integrations.backends.remote.budgets import retry_fits
+from rerank_integrations.backends.remote.document_limits import is_document_too_long
 from rerank_integrations.backends.remote.formats import (
     WireFormat,
     WireRequest,
@@ -125,7 +126,9 @@ class Attempts:
         message = error_message(text, c.redactor)
         rid = request_id(headers)
         error = RemoteStatusError(status, message, c.redactor(rid) if rid else None)
-        if len(self.request.documents) > 1 and is_too_long(status, message):
+        if is_too_long(status, message) and (
+            len(self.request.documents) > 1 or is_document_too_long(status, message)
+        ):
             return TooLong(error)
         return self._next(error, status, parse_retry_after(headers, c.now()))
 

@@ -27,12 +27,18 @@ name           body                                top field    results         
 =============  ==================================  ===========  ==================  ============
 
 Scores: every format's returned score is kept as ``raw_score``; ``relevance_score`` is that
-number clipped to ``[0, 1]`` (:func:`to_relevance`). Contextual normalises to 0-1 itself; Jina,
-Cohere and vLLM (for its usual single-label classifiers, with its default sigmoid activation)
-return 0-1 probabilities; TEI is asked for ``raw_scores: false``, i.e. its sigmoid-activated
-0-1 scores. A server that returns numbers outside 0-1 (e.g. a vLLM model served with
-``"method": "no_post_processing"``) still gets a correct ``raw_score``, but its clipped
-``relevance_score`` loses order outside 0-1; the backend logs a warning when that happens.
+number clipped to ``[0, 1]`` (:func:`to_relevance`), with the scores that clip to the same bound
+kept apart in raw order (:func:`~rerank_integrations.backends.remote.scores.relevance_scores`),
+so relevance stays monotone in raw. Contextual normalises to 0-1 itself; Jina, Cohere and vLLM
+(for its usual single-label classifiers, with its default sigmoid activation) return 0-1
+probabilities; TEI is asked for ``raw_scores: false``, i.e. its sigmoid-activated 0-1 scores.
+A server that returns numbers outside 0-1 (e.g. a vLLM model served with
+``"method": "no_post_processing"``) still gets a correct ``raw_score`` and order; the backend
+logs a warning when that happens.
+
+No message of a parser quotes text the server sent (only types, numbers and positions), and
+:func:`decode_json` / :func:`error_message` redact what they quote before cutting it
+(:mod:`~rerank_integrations.backends.remote.redaction`).
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from rerank_integrations.backends.remote.redaction import Redactor
 from rerank_integrations.errors import RemoteResponseError
 from rerank_integrations.validation import choice_value
 
@@ -149,16 +156,33 @@ def build_tei(model: str, request: WireRequest, truncate: bool) -> Any:
 # --------------------------------------------------------------------------- parsers
 
 
-def decode_json(text: str) -> Any:
-    """Decode a response body; non-JSON (or truncated JSON) -> RemoteResponseError."""
+_NO_SECRETS = Redactor(())
+
+
+def _cut(text: str, limit: int, redact: Redactor | None) -> str:
+    """``text`` redacted (before the cut: see :meth:`Redactor.cut`), then cut to ``limit``."""
+    return (redact or _NO_SECRETS).cut(text, limit)
+
+
+def decode_json(text: str, redact: Redactor | None = None) -> Any:
+    """Decode a response body; non-JSON (or truncated JSON) -> RemoteResponseError, quoting
+    the start of the body redacted by ``redact``."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        snippet = text[:80].replace("\n", " ")
+        snippet = _cut(" ".join(text[:200].split()), 80, redact)
         raise RemoteResponseError(
             f"the server's answer is not valid JSON ({exc.msg} at position {exc.pos}); "
             f"it starts with {snippet!r}"
         ) from None
+
+
+def _describe(value: object) -> str:
+    """A value from an answer, for a message: numbers and None as they are, anything else by
+    its type only (a server may have put a secret it was sent there)."""
+    if value is None or isinstance(value, bool | int | float):
+        return repr(value)
+    return f"a {type(value).__name__}"
 
 
 def parse_results(
@@ -179,7 +203,9 @@ def parse_results(
             raise RemoteResponseError(f"result {pos} is not an object")
         index = item.get("index")
         if isinstance(index, bool) or not isinstance(index, int):
-            raise RemoteResponseError(f"result {pos} has no integer 'index' (got {index!r})")
+            raise RemoteResponseError(
+                f"result {pos} has no integer 'index' (got {_describe(index)})"
+            )
         if not 0 <= index < n:
             raise RemoteResponseError(
                 f"result {pos} has index {index}, out of range for {n} documents"
@@ -190,7 +216,8 @@ def parse_results(
         score = item.get(score_key)
         if isinstance(score, bool) or not isinstance(score, int | float):
             raise RemoteResponseError(
-                f"result {pos} (index {index}) has no numeric {score_key!r} (got {score!r})"
+                f"result {pos} (index {index}) has no numeric {score_key!r} "
+                f"(got {_describe(score)})"
             )
         if not math.isfinite(score):
             raise RemoteResponseError(f"result {pos} (index {index}) has a non-finite score")
@@ -244,8 +271,9 @@ def _detail_item(item: object) -> str:
     return msg
 
 
-def error_message(text: str) -> str:
-    """The server's own error message from an error response body (any of the formats).
+def error_message(text: str, redact: Redactor | None = None) -> str:
+    """The server's own error message from an error response body (any of the formats),
+    redacted by ``redact`` BEFORE it is cut to 500 characters.
 
     Understands ``{"detail": str | [{"msg"}]}`` (Contextual/FastAPI, Jina), ``{"message"}``
     (Cohere), ``{"error": str | {"message"}}`` (TEI, vLLM/OpenAI) and falls back to the text.
@@ -270,9 +298,7 @@ def error_message(text: str) -> str:
                 break
     if message is None:
         message = " ".join(text.split()) or "(empty body)"
-    if len(message) <= _MESSAGE_LIMIT:
-        return message
-    return message[: _MESSAGE_LIMIT - 3] + "..."
+    return _cut(message, _MESSAGE_LIMIT, redact)
 
 
 # --------------------------------------------------------------------------- registry

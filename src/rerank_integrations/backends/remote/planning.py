@@ -30,7 +30,9 @@ from dataclasses import dataclass, replace
 from itertools import pairwise
 from typing import TYPE_CHECKING
 
-from rerank_integrations.backends.remote.formats import WireFormat, WireRequest, to_relevance
+from rerank_integrations.backends.remote.formats import WireFormat, WireRequest
+from rerank_integrations.backends.remote.lifecycle import reset_after_fork
+from rerank_integrations.backends.remote.scores import relevance_scores
 from rerank_integrations.errors import (
     RemoteResponseError,
     RerankInputError,
@@ -114,16 +116,30 @@ class LearnedLimits:
     """The limits one reranker plans with: its configured ones (or the format's), lowered by
     any per-request limit a server stated in a "too many / too long" answer.
 
-    Only ever lowers a limit. One per reranker (never serialised); thread-safe, since sync
-    calls may share a reranker across threads.
+    Only ever lowers a limit. One per reranker (not in ``to_config()``; carried by pickling
+    and copying); thread-safe, since sync calls may share a reranker across threads.
     """
 
-    __slots__ = ("_limits", "_lock", "configured")
+    __slots__ = ("__weakref__", "_limits", "_lock", "configured")
 
     def __init__(self, configured: Limits) -> None:
         self.configured = configured
         self._limits = configured
         self._lock = threading.Lock()
+        reset_after_fork(self)
+
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()  # another parent thread may have held it at fork
+
+    def restore(self, learnt: Limits) -> None:
+        """Take over limits learnt by another instance (a copy or an unpickled reranker),
+        still only ever lowering the configured ones."""
+        for kind, value in (
+            ("documents", learnt.max_documents_per_request),
+            ("tokens", learnt.max_tokens_per_request),
+        ):
+            if value is not None:
+                self._lower(kind, value)
 
     @property
     def current(self) -> Limits:
@@ -145,14 +161,15 @@ class LearnedLimits:
     def learn(self, stated: StatedLimit) -> bool:
         """Lower the limit of ``stated.kind`` to ``stated.value``; False when the limit in
         force is already at or below it (nothing changes)."""
-        field = (
-            "max_documents_per_request" if stated.kind == "documents" else "max_tokens_per_request"
-        )
+        return self._lower(stated.kind, stated.value)
+
+    def _lower(self, kind: str, value: int) -> bool:
+        field = "max_documents_per_request" if kind == "documents" else "max_tokens_per_request"
         with self._lock:
             known = getattr(self._limits, field)
-            if known is not None and stated.value >= known:
+            if known is not None and value >= known:
                 return False
-            self._limits = replace(self._limits, **{field: stated.value})
+            self._limits = replace(self._limits, **{field: value})
         return True
 
 
@@ -409,13 +426,19 @@ def merge_results(
     answers: Iterable[tuple[WireRequest, Sequence[tuple[int, float]]]],
 ) -> list[RerankResult]:
     """Map each sub-request's local indices back to global ones; ``top_n`` is NOT applied here
-    (the core applies it once over the merged list). A global index answered twice (never
-    possible for a valid plan) is a RemoteResponseError."""
-    merged: dict[int, RerankResult] = {}
+    (the core applies it once over the merged list). ``relevance_score`` comes from the whole
+    call's raw scores (:func:`~rerank_integrations.backends.remote.scores.relevance_scores`:
+    clipped to 0-1, monotone in raw). A global index answered twice (never possible for a
+    valid plan) is a RemoteResponseError."""
+    merged: dict[int, float] = {}
     for request, scores in answers:
         for local, score in scores:
             index = request.indices[local]
             if index in merged:
                 raise RemoteResponseError(f"document {index} was scored twice")
-            merged[index] = RerankResult(index, to_relevance(score), score)
-    return list(merged.values())
+            merged[index] = score
+    raw = list(merged.values())
+    return [
+        RerankResult(index, relevance, score)
+        for (index, score), relevance in zip(merged.items(), relevance_scores(raw), strict=True)
+    ]

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random as _random_module
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from rerank_integrations.backends.remote.credentials import resolve_endpoint
+from rerank_integrations.backends.remote.budgets import DEFAULT_MAX_RESPONSE_BYTES
 from rerank_integrations.backends.remote.document_limits import (
     not_found_hint,
     oversize_error,
@@ -35,31 +34,25 @@ from rerank_integrations.backends.remote.planning import (
     plan_call,
     split_rejected,
 )
-from rerank_integrations.backends.remote.retry import (
-    RetryPolicy,
-    parse_stated_limit,
-    passthrough_results,
-)
+from rerank_integrations.backends.remote.retry import parse_stated_limit, passthrough_results
+from rerank_integrations.backends.remote.scores import out_of_range
+from rerank_integrations.backends.remote.settings import Settings, parse_settings
 from rerank_integrations.backends.remote.transport import Answers, Transport
 from rerank_integrations.base import Reranker
-from rerank_integrations.errors import RemoteError, RemoteStatusError, RerankTypeError
+from rerank_integrations.errors import RemoteError, RemoteStatusError
 from rerank_integrations.extras import import_extra
 from rerank_integrations.results import RerankResult
-from rerank_integrations.validation import (
-    RerankRequest,
-    bool_value,
-    choice_value,
-    int_value,
-    number_value,
-    optional_callable,
-    optional_int,
-    text_value,
-)
+from rerank_integrations.validation import RerankRequest
 
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["DEFAULT_MAX_CONCURRENCY", "DEFAULT_MODEL", "RemoteReranker"]
+__all__ = [
+    "DEFAULT_MAX_CONCURRENCY",
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "DEFAULT_MODEL",
+    "RemoteReranker",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -68,17 +61,13 @@ DEFAULT_MAX_CONCURRENCY = 32
 """Sub-requests in flight at once per reranker: 2,000 documents at 100 per request (20
 sub-requests) finish in one round trip."""
 
-_ON_ERROR = ("raise", "passthrough")
-_ON_OVERSIZE = ("truncate", "error")
 
-
-def _client(field: str, value: object, kind: type) -> Any:
-    """``None`` or an instance of ``kind`` (an httpx client class)."""
-    if value is not None and not isinstance(value, kind):
-        raise RerankTypeError(
-            field, f"must be an httpx.{kind.__name__} or None, got {type(value).__name__}"
-        )
-    return value
+def _unpickle(cls: type[RemoteReranker], kwargs: dict[str, Any], learnt: Limits) -> RemoteReranker:
+    """Rebuild a pickled reranker: from its settings (a key from the environment is read
+    again here), with the limits it had learnt."""
+    reranker = cls(**kwargs)
+    reranker._limits.restore(learnt)
+    return reranker
 
 
 class RemoteReranker(Reranker):
@@ -102,14 +91,22 @@ class RemoteReranker(Reranker):
             The key is never logged, shown in ``repr``, put in an exception or ``to_config()``.
         api_key_env: the name of an environment variable to read the key from (serialised by
             ``to_config()``, so a rebuilt reranker finds its key again).
-        timeout: seconds for reading/writing one HTTP answer (default 60).
+        timeout: seconds one attempt may take, the whole exchange (connect, send, the last
+            byte of the answer), not one read (default 60).
         connect_timeout: seconds to establish a connection (default 5).
+        deadline: seconds the whole call may take: every sub-request, attempt, retry wait
+            and split. ``None`` (default): ``(max_retries + 1) * timeout + max_retries * 60``,
+            the longest one sub-request may take under the retry policy. A retry wait that
+            would pass the deadline is not taken (the call fails with the last error); when
+            the deadline passes, the call raises RemoteTimeoutError at once.
         max_retries: retries per HTTP request after the first attempt (default 2).
         max_concurrency: sub-requests in flight at once, per reranker (default 32).
         max_documents_per_request / max_tokens_per_request / max_tokens_per_document: split
             and truncate under these limits (estimated tokens, see ``planning``); ``None``
             uses the format's published limits (Contextual: 400,000 tokens per request and
             8,000 per query+instruction+document+metadata; TEI: 32 documents).
+        max_response_bytes: the most (decoded) bytes an answer may have (default 16 MiB); a
+            bigger one is a RemoteResponseTooLargeError, and reading stops at the cap.
         on_error: ``"raise"`` (default) or ``"passthrough"``: when the service fails (after
             retries), return every document in its original order with placeholder scores
             (``relevance_score`` 0.0, ``raw_score`` -inf) and log one warning.
@@ -121,11 +118,18 @@ class RemoteReranker(Reranker):
             UnsupportedFeatureError: the rule of :mod:`rerank_integrations.folding`.
         http_client / async_http_client: your own ``httpx.Client`` / ``httpx.AsyncClient``
             (proxies, TLS, mounts). They are used as given and NOT closed by ``close()``;
-            the reranker's ``timeout`` is still applied per request.
+            the reranker's ``timeout`` and ``deadline`` still apply.
 
     Wrong types raise RerankTypeError, bad values RerankInputError, both naming the argument,
-    before any request. Test hooks (not serialised): ``_sleep``, ``_async_sleep``,
+    before any request. Test hooks (never serialised): ``_sleep``, ``_async_sleep``,
     ``_random``, ``_now``.
+
+    Pickling rebuilds the reranker from its settings where it is unpickled (a key from the
+    environment is read there again); a reranker given an explicit ``api_key``, URL
+    credentials or its own clients raises UnpicklableRerankerError instead. ``copy.copy`` /
+    ``copy.deepcopy`` give an independent reranker with the same settings, the same key (in
+    memory: same process) and the same user clients (shared, not copied). See
+    ``docs/reliability.md``.
     """
 
     backend_name = "remote"
@@ -140,11 +144,13 @@ class RemoteReranker(Reranker):
         api_key_env: str | None = None,
         timeout: float = 60.0,
         connect_timeout: float = 5.0,
+        deadline: float | None = None,
         max_retries: int = 2,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         max_documents_per_request: int | None = None,
         max_tokens_per_request: int | None = None,
         max_tokens_per_document: int | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         on_error: str = "raise",
         on_oversize: str = "truncate",
         fold_unsupported: bool = False,
@@ -155,62 +161,59 @@ class RemoteReranker(Reranker):
         _random: Callable[[], float] | None = None,
         _now: Callable[[], float] | None = None,
     ) -> None:
+        arguments = {name: value for name, value in locals().items() if name != "self"}
         httpx_module: Any = import_extra("httpx", extra="remote", feature="RemoteReranker")
-        self._model = text_value("model", model, blank_ok=False)
-        endpoint = resolve_endpoint(api_format, base_url, api_key, api_key_env, os.environ)
-        self._endpoint = endpoint
-        fmt = endpoint.format
-        self._base_url_arg = base_url
-        self._api_key_env = api_key_env
-        self._timeout = number_value("timeout", timeout, positive=True)
-        self._connect_timeout = number_value("connect_timeout", connect_timeout, positive=True)
-        self._max_retries = int_value("max_retries", max_retries, minimum=0)
-        self._max_concurrency = int_value("max_concurrency", max_concurrency, minimum=1)
-        self._limit_args = (
-            optional_int("max_documents_per_request", max_documents_per_request, minimum=1),
-            optional_int("max_tokens_per_request", max_tokens_per_request, minimum=1),
-            optional_int("max_tokens_per_document", max_tokens_per_document, minimum=1),
-        )
-        docs, tokens, per_doc = self._limit_args
-        self._limits = LearnedLimits(
-            Limits(
-                max_documents_per_request=fmt.max_documents_per_request if docs is None else docs,
-                max_tokens_per_request=fmt.max_tokens_per_request if tokens is None else tokens,
-                max_tokens_per_document=(
-                    fmt.max_tokens_per_document if per_doc is None else per_doc
-                ),
-            )
-        )
-        self._on_error = choice_value("on_error", on_error, _ON_ERROR)
-        self._on_oversize = choice_value("on_oversize", on_oversize, _ON_OVERSIZE)
-        self._fold = bool_value("fold_unsupported", fold_unsupported)
-        # Test hooks, or the real defaults. Nothing global: a private RNG.
-        hooks = {
-            "_sleep": optional_callable("_sleep", _sleep),
-            "_async_sleep": optional_callable("_async_sleep", _async_sleep),
-            "_random": optional_callable("_random", _random),
-            "_now": optional_callable("_now", _now),
-        }
+        self._start(httpx_module, parse_settings(httpx_module, arguments))
+
+    def _start(self, httpx_module: Any, settings: Settings) -> None:
+        """Build the reranker's runtime (limits, transport) from checked settings."""
+        self._httpx = httpx_module
+        self._settings = settings
+        self._endpoint = settings.endpoint
+        self._model = settings.model
+        self._on_error = settings.on_error
+        self._on_oversize = settings.on_oversize
+        self._fold = settings.fold
+        self._limits = LearnedLimits(settings.configured_limits)
+        hooks = settings.hooks
         self._transport = Transport(
             httpx_module,
-            fmt,
-            model=self._model,
-            url=endpoint.url,
-            api_key=endpoint.api_key,
-            timeout=self._timeout,
-            connect_timeout=self._connect_timeout,
-            policy=RetryPolicy(max_retries=self._max_retries),
-            max_concurrency=self._max_concurrency,
-            server_truncates=self._on_oversize == "truncate",
-            http_client=_client("http_client", http_client, httpx_module.Client),
-            async_http_client=_client(
-                "async_http_client", async_http_client, httpx_module.AsyncClient
-            ),
-            sleep=hooks["_sleep"] or time.sleep,
-            async_sleep=hooks["_async_sleep"] or asyncio.sleep,
-            random=hooks["_random"] or _random_module.Random().random,
-            now=hooks["_now"] or time.time,
+            settings.endpoint.format,
+            model=settings.model,
+            endpoint=settings.endpoint,
+            timeout=settings.timeout,
+            connect_timeout=settings.connect_timeout,
+            deadline=settings.deadline,
+            policy=settings.policy,
+            max_concurrency=settings.max_concurrency,
+            max_response_bytes=settings.max_response_bytes,
+            server_truncates=settings.on_oversize == "truncate",
+            http_client=settings.http_client,
+            async_http_client=settings.async_http_client,
+            sleep=hooks.sleep,
+            async_sleep=hooks.async_sleep or asyncio.sleep,
+            random=hooks.random or _random_module.Random().random,  # private: nothing global
+            now=hooks.now or time.time,
         )
+
+    # ------------------------------------------------------------------ copy and pickle
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as settings (never a key, URL credentials or a client; see the class)."""
+        return (_unpickle, (type(self), self._settings.pickle_kwargs(), self.limits))
+
+    def __copy__(self) -> RemoteReranker:
+        return self._copy()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> RemoteReranker:
+        return self._copy()
+
+    def _copy(self) -> RemoteReranker:
+        """A new reranker from the same settings (same key and user clients, own pools)."""
+        copy = type(self).__new__(type(self))
+        copy._start(self._httpx, self._settings)
+        copy._limits.restore(self.limits)
+        return copy
 
     # ------------------------------------------------------------------ public surface
 
@@ -224,8 +227,13 @@ class RemoteReranker(Reranker):
 
     @property
     def url(self) -> str:
-        """The full endpoint URL requests are sent to."""
-        return self._endpoint.url
+        """The full endpoint URL requests are sent to (``***@`` in place of URL credentials)."""
+        return self._endpoint.display_url
+
+    @property
+    def deadline(self) -> float:
+        """Seconds a call may take in all (the ``deadline`` given, or its default)."""
+        return self._settings.deadline
 
     @property
     def limits(self) -> Limits:
@@ -242,35 +250,23 @@ class RemoteReranker(Reranker):
         key = "'***'" if self._endpoint.api_key else "None"
         return (
             f"RemoteReranker(model={self._model!r}, api_format={self.api_format!r}, "
-            f"base_url={self._endpoint.base_url!r}, api_key={key})"
+            f"base_url={self._endpoint.display_base_url!r}, api_key={key})"
         )
 
     def to_config(self) -> dict[str, Any]:
-        """Constructor kwargs as JSON; never the API key (it is re-read from the environment)."""
-        docs, tokens, per_doc = self._limit_args
-        return {
-            "backend": self.backend_name,
-            "model": self._model,
-            "api_format": self.api_format,
-            "base_url": self._base_url_arg,
-            "api_key_env": self._api_key_env,
-            "timeout": self._timeout,
-            "connect_timeout": self._connect_timeout,
-            "max_retries": self._max_retries,
-            "max_concurrency": self._max_concurrency,
-            "max_documents_per_request": docs,
-            "max_tokens_per_request": tokens,
-            "max_tokens_per_document": per_doc,
-            "on_error": self._on_error,
-            "on_oversize": self._on_oversize,
-            "fold_unsupported": self._fold,
-        }
+        """Constructor kwargs as JSON; never the API key (it is re-read from the environment)
+        nor credentials in ``base_url`` (left out)."""
+        return {"backend": self.backend_name, **self._settings.to_config()}
 
     def close(self) -> None:
-        """Close the sync client and thread pool this reranker created (not user clients).
+        """Stop every call in flight and close the clients and thread pool this reranker
+        created (never user clients).
 
-        An async client created by :meth:`arerank` is dropped; await :meth:`aclose` in async
-        code to close it cleanly. The reranker stays usable: clients are re-created on demand.
+        Calls in flight, in any thread or event loop, raise RerankerClosedError at once (or
+        return placeholders with ``on_error="passthrough"``): queued sub-requests never start,
+        requests in flight are aborted and retry waits end. Each event loop's async client is
+        closed on its loop (await :meth:`aclose` to wait for this loop's). The reranker stays
+        usable: clients are re-created on demand.
         """
         self._transport.close()
 
@@ -366,13 +362,13 @@ class RemoteReranker(Reranker):
 
     def _finish(self, answers: Answers) -> list[RerankResult]:
         results = merge_results(answers)
-        out_of_range = sum(1 for r in results if not -1e-6 <= r.raw_score <= 1 + 1e-6)
-        if out_of_range:
+        outside = sum(1 for r in results if out_of_range(r.raw_score))
+        if outside:
             logger.warning(
                 "%d score(s) from %s were outside 0-1 and were clipped for relevance_score "
-                "(raw_score keeps them); check the server's score activation",
-                out_of_range,
-                self._endpoint.base_url,
+                "(kept in raw order; raw_score keeps them); check the server's score activation",
+                outside,
+                self._endpoint.display_base_url,
             )
         return results
 
@@ -387,7 +383,7 @@ class RemoteReranker(Reranker):
         logger.warning(
             "remote reranker at %s failed (%s: %s); on_error='passthrough' returns all %d "
             "documents in their original order with placeholder scores (relevance 0.0, raw -inf)",
-            self._endpoint.base_url,
+            self._endpoint.display_base_url,
             type(exc).__name__,
             exc,
             len(request.documents),

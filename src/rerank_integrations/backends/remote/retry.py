@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from rerank_integrations.backends.remote.document_limits import is_document_too_long
+from rerank_integrations.backends.remote.redaction import Redactor
 from rerank_integrations.results import RerankResult
 
 __all__ = [
@@ -265,10 +266,9 @@ def request_id(headers: Mapping[str, str]) -> str | None:
 
 
 def redact(text: str, secret: str | None) -> str:
-    """``text`` with every occurrence of ``secret`` replaced by ``***`` (defence in depth)."""
-    if secret:
-        return text.replace(secret, "***")
-    return text
+    """``text`` with ``secret`` (and every 8+ character piece of it) replaced by ``***``: the
+    rule of :class:`~rerank_integrations.backends.remote.redaction.Redactor`."""
+    return Redactor((secret,))(text)
 
 
 # --------------------------------------------------------------------------- fail-open

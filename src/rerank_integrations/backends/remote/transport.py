@@ -1,145 +1,114 @@
-"""The I/O of the remote backend: httpx clients, sending sub-requests (sync on a thread pool,
-async under a semaphore), and the retry loop around the pure policy of
-:mod:`~rerank_integrations.backends.remote.retry`.
+"""The remote backend's HTTP resources and their lifetimes: the sync client and thread pool,
+one async client per event loop, the calls in flight, ``close()``, and the reset after fork.
 
-What one attempt's outcome means (results, wait and retry, give up, or "too long, split") is
-decided by :class:`_Attempts`, which both loops share; the loops only post, sleep and
-schedule. httpx is imported by the reranker through
-:func:`~rerank_integrations.extras.import_extra` and handed in, never at import time.
+Sending lives in :mod:`~rerank_integrations.backends.remote.sync_io` (sub-requests on the
+thread pool) and :mod:`~rerank_integrations.backends.remote.async_io` (tasks under the
+loop's semaphore); both decide through
+:class:`~rerank_integrations.backends.remote.attempts.Attempts` and bound themselves with
+:mod:`~rerank_integrations.backends.remote.budgets`. httpx is imported by the reranker
+through :func:`~rerank_integrations.extras.import_extra` and handed in, never at import time.
+
+Lifetimes (see :mod:`~rerank_integrations.backends.remote.lifecycle`):
+
+- every call registers a :class:`~rerank_integrations.backends.remote.lifecycle.CallToken`;
+  ``close()`` cancels all of them (their callers raise RerankerClosedError at once, queued
+  sub-requests never start, requests in flight are aborted, retry waits end), then closes
+  the clients. The transport stays usable: clients are re-created on demand;
+- an event loop's async client is closed when that loop shuts down (``asyncio.run()``), so
+  one ``asyncio.run()`` per call leaks nothing;
+- in a forked child all of it is dropped (never used, never closed) and re-created on use.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import gc
 import json
 import logging
+import os
 import ssl
 import threading
+import time
 import weakref
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from rerank_integrations import __version__
-from rerank_integrations.backends.remote.document_limits import is_document_too_long
-from rerank_integrations.backends.remote.formats import (
-    WireFormat,
-    WireRequest,
-    decode_json,
-    error_message,
+from rerank_integrations.backends.remote import async_io, netguard, sync_io
+from rerank_integrations.backends.remote.attempts import Context, Scores
+from rerank_integrations.backends.remote.budgets import attempt_timeouts
+from rerank_integrations.backends.remote.credentials import Endpoint
+from rerank_integrations.backends.remote.formats import WireFormat, WireRequest
+from rerank_integrations.backends.remote.lifecycle import (
+    CLOSED,
+    DONE,
+    CallToken,
+    LoopCloser,
+    keep_in_child,
+    loop_guard,
+    reset_after_fork,
 )
-from rerank_integrations.backends.remote.retry import (
-    RetryPolicy,
-    backoff_delay,
-    is_too_long,
-    parse_retry_after,
-    redact,
-    request_id,
-    should_retry,
-)
-from rerank_integrations.errors import (
-    RemoteConnectionError,
-    RemoteError,
-    RemoteStatusError,
-    RemoteTimeoutError,
-)
+from rerank_integrations.backends.remote.redaction import Redactor
+from rerank_integrations.backends.remote.retry import RetryPolicy
+from rerank_integrations.errors import RemoteStatusError
 
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["Answers", "Splitter", "TooLong", "Transport"]
+__all__ = ["Answers", "LoopState", "Splitter", "Transport"]
 
 logger = logging.getLogger(__name__)
 
 USER_AGENT = f"rerank-integrations/{__version__} (python-httpx)"
 
-Scores = list[tuple[int, float]]
 Answers = list[tuple[WireRequest, Scores]]
 """Each sent sub-request with its ``[(local index, score), ...]``."""
 
 Splitter = Callable[[WireRequest, RemoteStatusError], Sequence[WireRequest]]
 """``(sub-request, its "too long" error) -> the parts to send instead``."""
 
-Step = Scores | float | Exception
-"""What to do after an attempt: return the scores, sleep that many seconds and retry, or
-raise the exception."""
+
+class LoopState(NamedTuple):
+    """One event loop's async client (``state[0]``), semaphore, closer and guard."""
+
+    client: Any
+    semaphore: asyncio.Semaphore
+    closer: LoopCloser
+    guard: AsyncGenerator[None, None]
 
 
-class TooLong(Exception):
-    """Internal: the server said a multi-document sub-request is too big; split it."""
-
-    def __init__(self, error: RemoteStatusError) -> None:
-        super().__init__(str(error))
-        self.error = error
+def _forget(ref: weakref.ref[Transport], loop: asyncio.AbstractEventLoop, closer: object) -> None:
+    transport = ref()
+    if transport is not None:
+        transport.forget_loop(loop, closer)
 
 
-class _Attempts:
-    """The attempts of one sub-request: every decision of the retry loop, none of its I/O."""
-
-    __slots__ = ("_transport", "attempt", "request")
-
-    def __init__(self, transport: Transport, request: WireRequest) -> None:
-        self._transport = transport
-        self.request = request
-        self.attempt = 0
-
-    def answered(self, status: int, headers: Mapping[str, str], text: str) -> Step:
-        """An HTTP answer. A malformed 2xx answer raises RemoteResponseError (never retried)."""
-        t = self._transport
-        if 200 <= status < 300:
-            return t.format.parse_response(decode_json(text), self.request)
-        message = redact(error_message(text), t.secret)
-        error = RemoteStatusError(status, message, request_id(headers))
-        if is_too_long(status, message) and (
-            len(self.request.documents) > 1 or is_document_too_long(status, message)
-        ):
-            return TooLong(error)
-        return self._next(error, status, parse_retry_after(headers, t.now()))
-
-    def failed(self, exc: Exception) -> Step:
-        """No answer: a timeout or connection error (retried) or another transport error."""
-        t = self._transport
-        httpx = t.httpx
-        detail = redact(f"{type(exc).__name__}: {exc}", t.secret)
-        error: RemoteError
-        if isinstance(exc, httpx.TimeoutException):
-            error = RemoteTimeoutError(
-                f"request to {t.url} timed out ({detail}; timeout {t.timeout:g} s, "
-                f"connect {t.connect_timeout:g} s)"
-            )
-        else:
-            error = RemoteConnectionError(f"connection to {t.url} failed ({detail})")
-        retryable = httpx.TimeoutException | httpx.NetworkError | httpx.RemoteProtocolError
-        if not isinstance(exc, retryable):
-            return error
-        return self._next(error, None, None)
-
-    def _next(self, error: RemoteError, status: int | None, retry_after: float | None) -> Step:
-        t = self._transport
-        policy = t.policy
-        if not should_retry(
-            self.attempt, policy.max_retries, status=status, transport_error=status is None
-        ):
-            return error
-        delay = backoff_delay(self.attempt, policy, retry_after=retry_after, random=t.random)
-        self.attempt += 1
-        logger.info(
-            "rerank request to %s failed (%s); retry %d of %d in %.2f s",
-            t.url,
-            error,
-            self.attempt,
-            policy.max_retries,
-            delay,
-        )
-        return delay
+def _release_dead_client(client: Any) -> None:
+    """Free the sockets of our async client whose event loop was closed without shutting
+    down: nothing can run ``aclose()`` on a closed loop, and the sockets would otherwise wait
+    in reference cycles for the garbage collector. Closing the socket objects (never raw fd
+    numbers) is safe: whatever still holds them later finds them closed. This reaches into
+    httpcore's connection pool; when that is not there, one full collection does the job."""
+    try:
+        connections = list(client._transport._pool.connections)
+        sockets = [
+            c._connection._network_stream.get_extra_info("socket")._sock
+            for c in connections
+            if getattr(c, "_connection", None) is not None
+        ]
+    except AttributeError:
+        logger.debug("rerank: cannot reach a dead loop's sockets; collecting garbage instead")
+        gc.collect()
+        return
+    for sock in sockets:
+        sock.close()
 
 
 class Transport:
-    """Sends sub-requests to one endpoint with pooled clients, bounded concurrency and retries.
-
-    Owns the sync client and thread pool, and one async client per event loop, all created
-    on first use; user clients are used as given and never closed.
-    """
+    """Sends sub-requests to one endpoint with pooled clients, bounded concurrency, retries
+    and one deadline per call. User clients are used as given and never closed."""
 
     def __init__(
         self,
@@ -147,61 +116,85 @@ class Transport:
         fmt: WireFormat,
         *,
         model: str,
-        url: str,
-        api_key: str | None,
+        endpoint: Endpoint,
         timeout: float,
         connect_timeout: float,
+        deadline: float,
         policy: RetryPolicy,
         max_concurrency: int,
+        max_response_bytes: int,
         server_truncates: bool,
         http_client: httpx.Client | None,
         async_http_client: httpx.AsyncClient | None,
-        sleep: Callable[[float], None],
+        sleep: Callable[[float], None] | None,
         async_sleep: Callable[[float], Awaitable[None]],
         random: Callable[[], float],
         now: Callable[[], float],
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.httpx = httpx_module
         self.format = fmt
-        self.url = url
-        self.secret = api_key
+        self.url = endpoint.url
         self.timeout = timeout
         self.connect_timeout = connect_timeout
-        self.policy = policy
-        self.random = random
-        self.now = now
+        self.deadline = deadline
+        self.max_response_bytes = max_response_bytes
+        self.clock = clock
+        self.context = Context(
+            format=fmt,
+            display_url=endpoint.display_url,
+            redactor=Redactor(endpoint.secrets),
+            policy=policy,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            max_response_bytes=max_response_bytes,
+            random=random,
+            now=now,
+            httpx=httpx_module,
+        )
         self._model = model
         self._server_truncates = server_truncates
         self._max_concurrency = max_concurrency
         self._sleep = sleep
-        self._async_sleep = async_sleep
-        self._headers = {
+        self.async_sleep = async_sleep
+        self.headers = {
             "Content-Type": "application/json",
             "Accept": "application/json",
             "User-Agent": USER_AGENT,
         }
-        if api_key:
-            self._headers["Authorization"] = f"Bearer {api_key}"
-        self._timeout_config = httpx_module.Timeout(timeout, connect=connect_timeout)
+        if endpoint.api_key:
+            self.headers["Authorization"] = f"Bearer {endpoint.api_key}"
+        self.send_options: dict[str, Any] = {}
+        if endpoint.auth is not None:  # URL credentials: basic auth, as httpx would send them
+            self.send_options["auth"] = httpx_module.BasicAuth(*endpoint.auth)
         self._user_client = http_client
         self._user_async_client = async_http_client
         self._lock = threading.Lock()
         self._client: httpx.Client | None = None
         self._executor: ThreadPoolExecutor | None = None
-        self._async_state: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, tuple[httpx.AsyncClient, asyncio.Semaphore]
-        ] = weakref.WeakKeyDictionary()
+        self._async_state: dict[asyncio.AbstractEventLoop, LoopState] = {}
+        self._active: set[CallToken] = set()
+        self._closing: set[asyncio.Future[None]] = set()
+        self._pid = os.getpid()
+        reset_after_fork(self)
 
     # ------------------------------------------------------------------ shared
 
-    def _body(self, request: WireRequest) -> bytes:
+    def body(self, request: WireRequest) -> bytes:
         body = self.format.build_body(self._model, request, self._server_truncates)
         return json.dumps(body, ensure_ascii=False).encode("utf-8")
+
+    def timeouts(self, budget: float) -> httpx.Timeout:
+        """httpx timeouts for an attempt of ``budget`` seconds (none longer than it)."""
+        timeout: httpx.Timeout = self.httpx.Timeout(
+            **attempt_timeouts(budget, self.connect_timeout)
+        )
+        return timeout
 
     def _client_options(self) -> dict[str, Any]:
         n = self._max_concurrency
         return {
-            "timeout": self._timeout_config,
+            "timeout": self.timeouts(self.timeout),
             "limits": self.httpx.Limits(max_connections=n, max_keepalive_connections=n),
             "verify": self._verify(),
         }
@@ -214,170 +207,181 @@ class Transport:
         instead verifies certificates and host names but trusts no CA, so any TLS it might
         meet (e.g. an https proxy from the environment) fails closed, never open.
         """
-        if self.url[:8].lower() == "https://":
+        if self._https:
             return True
         return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED + check_hostname
 
-    def close(self) -> None:
-        """Close the sync client and thread pool created here; forget the async clients."""
+    @property
+    def _https(self) -> bool:
+        return self.url[:8].lower() == "https://"
+
+    def begin(self) -> CallToken:
+        """Register a new call (with its deadline) so that ``close()`` can reach it."""
+        token = CallToken(self.deadline, self.clock)
         with self._lock:
+            self._check_fork()
+            self._active.add(token)
+        return token
+
+    def end(self, token: CallToken) -> None:
+        """The call is over: sub-requests still running stop, and it is forgotten."""
+        token.cancel(DONE)
+        with self._lock:
+            self._active.discard(token)
+
+    def sleep(self, seconds: float, token: CallToken) -> bool:
+        """A sync retry wait that ``close()`` and the deadline interrupt; False if they did."""
+        if self._sleep is None:
+            return token.wait(seconds)
+        self._sleep(seconds)  # the test hook
+        return not token.cancelled
+
+    # ------------------------------------------------------------------ close and fork
+
+    def close(self) -> None:
+        """Stop every call in flight (RerankerClosedError), then close the sync client and
+        thread pool created here and the async clients of every event loop."""
+        with self._lock:
+            tokens = list(self._active)
             client, self._client = self._client, None
             executor, self._executor = self._executor, None
-            self._async_state = weakref.WeakKeyDictionary()
-        if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
+            states, self._async_state = self._async_state, {}
+        for token in tokens:
+            token.cancel(CLOSED)
+        if executor is not None:  # running workers were just aborted: do not wait for them
+            executor.shutdown(wait=False, cancel_futures=True)
         if client is not None:
             client.close()
+        for loop, state in states.items():
+            self._close_soon(loop, state)
 
     async def aclose(self) -> None:
-        """Close this event loop's async client (unless it is the user's), then :meth:`close`."""
+        """:meth:`close`, and wait until this event loop's async client is closed."""
         loop = asyncio.get_running_loop()
         with self._lock:
             state = self._async_state.pop(loop, None)
-        if state is not None and state[0] is not self._user_async_client:
-            await state[0].aclose()
         self.close()
+        if state is not None:
+            await state.closer.aclose()
 
-    # ------------------------------------------------------------------ sync
+    def _close_soon(self, loop: asyncio.AbstractEventLoop, state: LoopState) -> None:
+        """Close a loop's client on that loop: now (as a task) when it is this thread's
+        running loop, thread-safely when it runs elsewhere. A loop that does not run closes it
+        when it shuts down (its guard); a closed loop cannot, and its sockets go with it."""
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is running:
+            task = loop.create_task(state.closer.aclose())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+        elif loop.is_running():
+            asyncio.run_coroutine_threadsafe(state.closer.aclose(), loop)
 
-    def _sync_client(self) -> httpx.Client:
+    def forget_loop(self, loop: asyncio.AbstractEventLoop, closer: object) -> None:
+        """Drop ``loop``'s state (its guard ran: the loop is shutting down)."""
+        with self._lock:
+            state = self._async_state.get(loop)
+            if state is not None and state.closer is closer:
+                del self._async_state[loop]
+
+    def _check_fork(self) -> None:
+        """Belt and braces for ``os.register_at_fork``: a pid change resets too. Lock held."""
+        if self._pid != os.getpid():
+            self._reset_for_child()
+
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()  # the parent's may have been held by another thread
+        self._reset_for_child()
+
+    def _reset_for_child(self) -> None:
+        """Drop the parent's clients, pool and calls without touching them: the pool's threads
+        do not exist here and the connections are the parent's. Parent event loops' state is
+        kept alive (never finalised here); the dropped sync client's sockets are closed by the
+        garbage collector in this process only."""
+        keep_in_child(self._async_state)
+        self._client = None
+        self._executor = None
+        self._async_state = {}
+        self._active = set()
+        self._closing = set()
+        self._pid = os.getpid()
+
+    # ------------------------------------------------------------------ resources
+
+    def sync_client(self) -> httpx.Client:
         if self._user_client is not None:
             return self._user_client
         with self._lock:
+            self._check_fork()
             if self._client is None:
-                self._client = self.httpx.Client(**self._client_options())
+                client = self.httpx.Client(**self._client_options())
+                import httpcore  # a dependency of httpx, only needed with it
+
+                netguard.install(client, httpcore)
+                self._client = client
             return self._client
 
-    def _pool(self) -> ThreadPoolExecutor:
+    def pool(self) -> ThreadPoolExecutor:
         with self._lock:
+            self._check_fork()
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(
                     max_workers=self._max_concurrency, thread_name_prefix="rerank-remote"
                 )
             return self._executor
 
-    def send_sync(self, request: WireRequest) -> Scores:
-        """One sub-request with retries (blocking); raises :class:`TooLong` to ask for a split."""
-        client = self._sync_client()
-        content = self._body(request)
-        attempts = _Attempts(self, request)
-        while True:
-            try:
-                response = client.post(
-                    self.url, content=content, headers=self._headers, timeout=self._timeout_config
-                )
-            except self.httpx.TransportError as exc:
-                step = attempts.failed(exc)
-            else:
-                step = attempts.answered(response.status_code, response.headers, response.text)
-            if isinstance(step, Exception):
-                raise step
-            if isinstance(step, list):
-                return step
-            self._sleep(step)
-
-    def run_sync(self, requests: Sequence[WireRequest], split: Splitter) -> Answers:
-        """Send every sub-request, at most ``max_concurrency`` at once; split "too long" ones."""
-        todo = list(requests)
-        if len(todo) == 1:  # the common case: no thread hop
-            try:
-                return [(todo[0], self.send_sync(todo[0]))]
-            except TooLong as exc:
-                todo = list(split(todo[0], exc.error))
-        pool = self._pool()
-        answers: Answers = []
-        pending: dict[Future[Scores], WireRequest] = {
-            pool.submit(self.send_sync, r): r for r in todo
-        }
-        try:
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    request = pending.pop(future)
-                    try:
-                        answers.append((request, future.result()))
-                    except TooLong as exc:
-                        for part in split(request, exc.error):
-                            pending[pool.submit(self.send_sync, part)] = part
-        finally:
-            for future in pending:
-                future.cancel()
-        return answers
-
-    # ------------------------------------------------------------------ async
-
-    async def _async_resources(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
+    async def loop_state(self) -> LoopState:
         """This event loop's client and semaphore (an AsyncClient is bound to one loop).
 
-        A new client is built in a worker thread: loading the CA bundle takes ~0.1 s and must
-        not block the event loop.
+        A new https client is built in a worker thread: loading the CA bundle takes ~0.1 s
+        and must not block the event loop. States of loops closed without shutting down
+        (``loop.close()`` without ``shutdown_asyncgens()``) are dropped here, and collected.
         """
         loop = asyncio.get_running_loop()
         with self._lock:
+            self._check_fork()
             state = self._async_state.get(loop)
         if state is not None:
             return state
-        created: httpx.AsyncClient | None = None
-        if self._user_async_client is None:
-            created = await asyncio.to_thread(
+        owned = self._user_async_client is None
+        if not owned:
+            client: Any = self._user_async_client
+        elif self._https:
+            client = await asyncio.to_thread(
                 lambda: self.httpx.AsyncClient(**self._client_options())
             )
-        client = created if created is not None else self._user_async_client
-        assert client is not None
+        else:
+            client = self.httpx.AsyncClient(**self._client_options())
+        closer = LoopCloser(client, owned)
+        forget = functools.partial(_forget, weakref.ref(self), loop, closer)
+        semaphore = asyncio.Semaphore(self._max_concurrency)
+        new = LoopState(client, semaphore, closer, loop_guard(closer, forget))
         with self._lock:
             existing = self._async_state.get(loop)
+            dead = [state for other, state in self._async_state.items() if other.is_closed()]
             if existing is None:
-                state = (client, asyncio.Semaphore(self._max_concurrency))
-                self._async_state[loop] = state
-                return state
-        if created is not None:  # another call on this loop won the race
-            await created.aclose()
-        return existing
+                for other in [other for other in self._async_state if other.is_closed()]:
+                    del self._async_state[other]
+                self._async_state[loop] = new
+        if existing is None:
+            for state in dead:
+                if state.closer.owned:
+                    _release_dead_client(state.client)
+        if existing is not None:  # another call on this loop won the race
+            await closer.aclose()
+            return existing
+        await new.guard.__anext__()  # started on this loop: it closes the client at its end
+        return new
 
-    async def send_async(
-        self, client: httpx.AsyncClient, semaphore: asyncio.Semaphore, request: WireRequest
-    ) -> Scores:
-        """One sub-request with retries; the semaphore is held only while a request is in
-        flight (not while waiting to retry). Raises :class:`TooLong` to ask for a split."""
-        content = self._body(request)
-        attempts = _Attempts(self, request)
-        while True:
-            try:
-                async with semaphore:
-                    response = await client.post(
-                        self.url,
-                        content=content,
-                        headers=self._headers,
-                        timeout=self._timeout_config,
-                    )
-            except self.httpx.TransportError as exc:
-                step = attempts.failed(exc)
-            else:
-                step = attempts.answered(response.status_code, response.headers, response.text)
-            if isinstance(step, Exception):
-                raise step
-            if isinstance(step, list):
-                return step
-            await self._async_sleep(step)
+    # ------------------------------------------------------------------ sending
+
+    def run_sync(self, requests: Sequence[WireRequest], split: Splitter) -> Answers:
+        """Send every sub-request (blocking), at most ``max_concurrency`` at once; split
+        "too long" ones; bounded by the call's deadline and ``close()``."""
+        return sync_io.run(self, requests, split)
 
     async def run_async(self, requests: Sequence[WireRequest], split: Splitter) -> Answers:
-        """Send every sub-request concurrently under the loop's semaphore; split "too long"
-        ones; on any failure cancel the rest."""
-        client, semaphore = await self._async_resources()
-
-        async def one(request: WireRequest) -> Answers:
-            try:
-                return [(request, await self.send_async(client, semaphore, request))]
-            except TooLong as exc:
-                parts = await asyncio.gather(*(one(p) for p in split(request, exc.error)))
-                return [answer for part in parts for answer in part]
-
-        tasks = [asyncio.ensure_future(one(r)) for r in requests]
-        try:
-            parts = await asyncio.gather(*tasks)
-        except BaseException:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
-        return [answer for part in parts for answer in part]
+        """:meth:`run_sync` for an event loop."""
+        return await async_io.run(self, requests, split)
