@@ -53,7 +53,7 @@ from rerank_integrations.adapter_support import (  # noqa: E402
     rerank_texts,
 )
 from rerank_integrations.base import Reranker  # noqa: E402
-from rerank_integrations.config import BACKENDS  # noqa: E402
+from rerank_integrations.config import BACKENDS, resolve_backend  # noqa: E402
 from rerank_integrations.errors import RerankInputError, RerankTypeError  # noqa: E402
 from rerank_integrations.metadata import MetadataFormatter  # noqa: E402
 from rerank_integrations.results import RerankResult  # noqa: E402
@@ -233,7 +233,7 @@ class RerankRanker:
             check_reranker_settings(reranker_kwargs, field="reranker_kwargs")
         local_kwargs = _local_kwargs(model_kwargs, tokenizer_kwargs)
         if backend is not None:
-            str_value("backend", backend)
+            _check_backend_shape(str_value("backend", backend))
 
         self.backend = effective_backend
         self.model = model
@@ -361,10 +361,21 @@ class RerankRanker:
         """Build the reranker (model load / HTTP client). Idempotent; :meth:`run` calls it.
 
         If a backend setting (``model``, ``base_url``, ...) was reassigned since the last
-        warm-up, a new reranker is built from the new settings (the old one is not closed: a
-        run in flight may still use it).
+        warm-up, a new reranker is built from the new settings (the old one is closed once no
+        run uses it). A custom ``module:Class`` backend that cannot be imported raises
+        ``RerankInputError`` naming ``backend`` here, before anything is built.
         """
-        built = self._lazy().get()
+        holder = self._lazy()
+        if not holder.built and self.backend is not None and self.backend not in BACKENDS:
+            try:
+                resolve_backend(self.backend)
+            except RerankInputError as exc:
+                raise RerankInputError("backend", str(exc).removeprefix("backend: ")) from None
+            except (ImportError, AttributeError) as exc:
+                raise RerankInputError(
+                    "backend", f"cannot load {self.backend!r}: {type(exc).__name__}"
+                ) from None
+        built = holder.get()
         logger.debug("RerankRanker uses a reranker for model %s", built.model_name)
 
     async def warm_up_async(self) -> None:
@@ -646,6 +657,18 @@ def _local_kwargs(
                 value = str(value).removeprefix("torch.")  # a torch.dtype object
             out[table[key]] = value
     return out
+
+
+def _check_backend_shape(backend: str) -> None:
+    """``"local"``, ``"remote"`` or a ``"module:Class"`` path (a typed error otherwise); the
+    module itself is imported in ``warm_up`` (after Haystack's allow-list check on loading)."""
+    if backend in BACKENDS:
+        return
+    module, sep, qualname = backend.partition(":")
+    if not sep or not module.strip() or not qualname.strip():
+        raise RerankInputError(
+            "backend", f"unknown backend {backend!r}: use 'local', 'remote' or 'module:Class'"
+        )
 
 
 def _check_token(token: Secret | None) -> None:

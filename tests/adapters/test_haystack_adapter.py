@@ -370,8 +370,11 @@ async def test_empty_documents_return_empty_without_building_or_calling() -> Non
     ranker = RerankRanker(backend="no_such_module_for_tests:Nope", instruction_fn=_boom)
     assert ranker.run(QUERY, []) == {"documents": []}
     assert await ranker.run_async(QUERY, []) == {"documents": []}
-    with pytest.raises(ModuleNotFoundError):
+    with pytest.raises(RerankInputError) as info:  # typed, naming the field, before any build
         ranker.run(QUERY, DOCS[:1])
+    assert info.value.field == "backend"
+    with pytest.raises(RerankInputError, match="backend"):
+        RerankRanker(backend="not-a-backend")
     # the other adapters reject such a backend at construction (typed, naming the field)
     reranker = fake()
     assert RerankRanker(reranker).run(QUERY, []) == {"documents": []}
