@@ -97,6 +97,7 @@ class LazyReranker:
         self._lock = threading.Lock()
         self._in_flight = 0
         self._retired = False
+        self.owner_id: int | None = None  # id() of the adapter that made it (see refresh_*)
 
     def same_source(
         self,
@@ -270,8 +271,8 @@ def refresh_from_fields(
                 "reranker", f"pass either a Reranker or plain settings, not both (got {names})"
             )
         key = {} if api_key is None else {"api_key": api_key}  # a config never holds the key
-        return refresh_reranker(holder, config={**adapter.reranker, **key})
-    return refresh_reranker(holder, adapter.reranker, backend=backend, **settings)
+        return refresh_reranker(holder, config={**adapter.reranker, **key}, owner=adapter)
+    return refresh_reranker(holder, adapter.reranker, backend=backend, owner=adapter, **settings)
 
 
 def refresh_reranker(
@@ -280,22 +281,28 @@ def refresh_reranker(
     *,
     config: Mapping[str, Any] | None = None,
     backend: str | None = None,
+    owner: object = None,
     **settings: Any,
 ) -> LazyReranker:
     """``holder`` when it matches the current reranker/settings, else a new :class:`LazyReranker`.
 
     Adapters are pydantic models whose fields can be reassigned or ``model_copy(update=...)``-ed;
     calling this on each use means a changed ``model`` (say) is never silently shadowed by a
-    reranker built from the old settings. The old holder is retired (:meth:`LazyReranker.retire`):
-    what it built is closed as soon as no call uses it, so dropped rerankers (their model memory
-    and worker threads) do not accumulate.
+    reranker built from the old settings. The old holder is retired (:meth:`LazyReranker.retire`)
+    when it belongs to ``owner`` (the adapter calling): what it built is closed as soon as no
+    call uses it, so dropped rerankers (their model memory and worker threads) do not
+    accumulate. A holder shared with a copy (``model_copy`` copies private attributes) is left to
+    its owner, and a retired one is never reused.
     """
-    if holder is not None and holder.same_source(
-        reranker, config=config, backend=backend, **settings
+    if (
+        holder is not None
+        and not holder.retired
+        and holder.same_source(reranker, config=config, backend=backend, **settings)
     ):
         return holder
     fresh = LazyReranker(reranker, config=config, backend=backend, **settings)
-    if holder is not None:
+    fresh.owner_id = None if owner is None else id(owner)
+    if holder is not None and holder.owner_id == fresh.owner_id:
         holder.retire()
     return fresh
 

@@ -352,9 +352,13 @@ class RerankRanker:
                 "(use Secret.from_env_var(...) for a component you pickle or save)",
             )
         if self._given is not None or self._config is not None:
-            self._holder = refresh_reranker(self._holder, self._given, config=self._config)
+            self._holder = refresh_reranker(
+                self._holder, self._given, config=self._config, owner=self
+            )
         else:
-            self._holder = refresh_reranker(self._holder, backend=self.backend, **self._settings())
+            self._holder = refresh_reranker(
+                self._holder, backend=self.backend, owner=self, **self._settings()
+            )
         return self._holder
 
     def warm_up(self) -> None:

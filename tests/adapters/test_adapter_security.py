@@ -506,3 +506,15 @@ def test_reassigning_a_local_model_six_times_does_not_accumulate_threads(
     gc.collect()
     assert sum(r() is not None for r in refs) == 1  # only the current one is alive
     c.close()
+
+
+@pytest.mark.parametrize("adapter", ["langchain", "llama_index"])
+def test_a_model_copy_never_closes_the_originals_reranker(adapter: str) -> None:
+    obj = _make(adapter, model="m1")
+    _run(adapter, obj)
+    original = obj._lazy().get()
+    copied = obj.model_copy(update={"model": "m2"})  # shares the private holder at first
+    assert copied.get_reranker().model_name == "m2"
+    assert not original.closed and obj.get_reranker() is original
+    _run(adapter, obj)
+    assert obj.get_reranker() is original and CountingReranker.builds == ["m1", "m2"]
