@@ -1,9 +1,10 @@
 """Real rerank servers for the tests in this directory: vLLM (CPU build) and Infinity.
 
-The servers start as soon as collection has finished (``pytest_collection_finish``), so they
-boot while the rest of the suite runs, and are stopped by PID when the session ends (also on
-failure). Each needs its own virtual environment (``make servers-env``): ``RERANK_VLLM_PYTHON``
-and ``RERANK_INFINITY_BIN`` name them. Without those variables the tests here are skipped,
+The servers start together when the first test here needs one (they are not started at the
+beginning of the session: their ~2 minutes of start-up on 2 cores would slow the timing tests
+of the rest of the suite), and are stopped by PID when the session ends (also on failure).
+Each needs its own virtual environment (``make servers-env``): ``RERANK_VLLM_PYTHON`` and
+``RERANK_INFINITY_BIN`` name them. Without those variables the tests here are skipped,
 unless ``RERANK_REQUIRE_SERVERS=1`` (``make test`` and CI), in which case they fail, with the
 server's log in the message when it could not start.
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -54,7 +56,7 @@ class Farm:
         self.error: str | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self.workdir = Path(tempfile.mkdtemp(prefix="rerank-servers-"))
+        self.workdir: Path | None = None  # created when the servers start, removed at stop
 
     def start(self) -> None:
         with self._lock:
@@ -66,9 +68,10 @@ class Farm:
         try:
             from helpers.tiny_models import make_tiny_qwen3, make_tiny_xlmr
 
-            xlmr = make_tiny_xlmr(self.workdir / "tiny-xlm-roberta-cross-encoder", num_heads=2)
+            self.workdir = workdir = Path(tempfile.mkdtemp(prefix="rerank-servers-"))
+            xlmr = make_tiny_xlmr(workdir / "tiny-xlm-roberta-cross-encoder", num_heads=2)
             qwen3 = make_tiny_qwen3(
-                self.workdir / "tiny-Qwen3-Reranker", seed=3, num_heads=2, num_kv_heads=1
+                workdir / "tiny-Qwen3-Reranker", seed=3, num_heads=2, num_kv_heads=1
             )
             vllm_python = os.environ.get(VLLM_ENV)
             infinity = os.environ.get(INFINITY_ENV)
@@ -107,7 +110,7 @@ class Farm:
                     api_key=API_KEY,
                 )
                 env = {**env, "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"}
-                process = ServerProcess(name, argv, port, self.workdir / f"{name}.log", env)
+                process = ServerProcess(name, argv, port, workdir / f"{name}.log", env)
                 process.start()
                 self.servers[name] = Served(process, model_dir, served)
         except Exception as exc:  # reported by every test that needs a server
@@ -137,6 +140,10 @@ class Farm:
             self._thread.join()
         for served in self.servers.values():
             served.process.stop()
+        self.servers.clear()
+        if self.workdir is not None:  # failures already quoted the logs
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
 
 
 def _missing(env_var: str) -> None:
@@ -147,15 +154,6 @@ def _missing(env_var: str) -> None:
 
 
 _FARM = Farm()
-
-
-def pytest_collection_finish(session: pytest.Session) -> None:
-    """Start the servers early when any test of this directory was collected."""
-    here = Path(__file__).parent
-    if not any(Path(str(item.path)).is_relative_to(here) for item in session.items):
-        return
-    if os.environ.get(VLLM_ENV) or os.environ.get(INFINITY_ENV):
-        _FARM.start()
 
 
 @pytest.fixture(scope="session")
