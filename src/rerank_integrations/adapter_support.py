@@ -580,6 +580,10 @@ def sanitized_validation_error(exc: Any) -> RerankError:
     Pydantic quotes the offending input (for a model-level error: the whole input dict, which
     may hold the API key). The result names the field(s) and pydantic's message only.
     """
+    for error in exc.errors(include_url=False, include_input=False, include_context=True):
+        raised = (error.get("ctx") or {}).get("error")
+        if isinstance(raised, RerankError):  # our own typed error, raised inside a validator
+            return raised
     errors = exc.errors(include_url=False, include_input=False, include_context=False)
     fields = [".".join(str(p) for p in e.get("loc", ())) or "input" for e in errors]
     msgs = [

@@ -158,7 +158,25 @@ class RerankCompressor(BaseDocumentCompressor, Serializable):
         new.__setstate__(copy.deepcopy(state, memo))
         return new
 
+    @classmethod
+    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> RerankCompressor:
+        """pydantic's ``model_validate``; errors never quote the input (the key)."""
+        try:
+            return super().model_validate(obj, *args, **kwargs)
+        except ValidationError as exc:
+            raise sanitized_validation_error(exc) from None
+
+    @classmethod
+    def model_validate_json(cls, json_data: Any, *args: Any, **kwargs: Any) -> RerankCompressor:
+        """pydantic's ``model_validate_json``; errors never quote the input (the key)."""
+        try:
+            return super().model_validate_json(json_data, *args, **kwargs)
+        except ValidationError as exc:
+            raise sanitized_validation_error(exc) from None
+
     def model_post_init(self, context: Any, /) -> None:
+        # again after validation: model_validate / model_validate_json bypass __init__
+        check_adapter_settings({name: getattr(self, name) for name in type(self).model_fields})
         self._options()  # validate top_n, threshold, instruction, metadata settings now
         self._lazy()  # validate reranker XOR settings now (builds nothing)
 

@@ -518,3 +518,27 @@ def test_a_model_copy_never_closes_the_originals_reranker(adapter: str) -> None:
     assert not original.closed and obj.get_reranker() is original
     _run(adapter, obj)
     assert obj.get_reranker() is original and CountingReranker.builds == ["m1", "m2"]
+
+
+@pytest.mark.parametrize("adapter", ["langchain", "llama_index"])
+def test_model_validate_applies_the_same_policy(adapter: str, evil_module: Path) -> None:
+    cls = _lc() if adapter == "langchain" else _li()
+    with pytest.raises(RerankInputError) as info:
+        cls.model_validate({"backend": "evil_backend_mod:Evil"})
+    assert info.value.field == "backend"
+    with pytest.raises(RerankInputError):
+        cls.model_validate({"reranker": {"backend": "local", "trust_remote_code": True}})
+    assert not evil_module.exists()
+
+
+@pytest.mark.parametrize("adapter", ["langchain", "llama_index"])
+def test_model_validate_errors_never_quote_the_key(adapter: str) -> None:
+    cls = _lc() if adapter == "langchain" else _li()
+    data = {"backend": "remote", "base_url": "http://127.0.0.1:1", "api_key": SECRET}
+    for bad in ({"unknown": 1}, {"backend": "nope:Nope"}, {"reranker": FakeReranker()}):
+        with pytest.raises((RerankInputError, RerankTypeError)) as info:
+            cls.model_validate({**data, **bad})
+        assert SECRET not in str(info.value)
+        with pytest.raises((RerankInputError, RerankTypeError)) as info:
+            cls.model_validate_json(json.dumps({**data, **bad}, default=str))
+        assert SECRET not in str(info.value)
