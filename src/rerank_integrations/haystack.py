@@ -599,7 +599,7 @@ class RerankRanker:
             texts, metas, options = self._prepared(docs, reranker)
             results = rerank_texts(
                 reranker, self.query_prefix + query + self.query_suffix, texts, metas,
-                replace(options, top_n=None, score_threshold=None), instruction=instruction,
+                _backend_options(options, top_k, score_threshold, scale), instruction=instruction,
             )  # fmt: skip
         return {"documents": self._select(docs, results, options, top_k, score_threshold, scale)}
 
@@ -627,9 +627,21 @@ class RerankRanker:
             texts, metas, options = self._prepared(docs, reranker)
             results = await arerank_texts(
                 reranker, self.query_prefix + query + self.query_suffix, texts, metas,
-                replace(options, top_n=None, score_threshold=None), instruction=instruction,
+                _backend_options(options, top_k, score_threshold, scale), instruction=instruction,
             )  # fmt: skip
         return {"documents": self._select(docs, results, options, top_k, score_threshold, scale)}
+
+
+def _backend_options(
+    options: RerankOptions, top_k: int | None, score_threshold: float | None, scale: bool
+) -> RerankOptions:
+    """The options of the backend call: ``top_k`` as the backend's hint (an API returns fewer)
+    when the selection is on the relevance score without a threshold; otherwise every result
+    (:meth:`RerankRanker._select` applies the threshold and ``top_k`` on the returned score)."""
+    threshold = options.score_threshold if score_threshold is None else score_threshold
+    limit = options.top_n if top_k is None else top_k
+    hint = limit if scale and threshold is None else None
+    return replace(options, top_n=hint, score_threshold=None)
 
 
 _MODEL_KWARGS = {

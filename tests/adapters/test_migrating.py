@@ -43,7 +43,8 @@ BEFORE_MODULES = {
     "hs-cohere": "haystack_integrations.components.rankers.cohere",
 }
 INSTALLED_IN_TESTS = {
-    "lc-cross-encoder", "li-sentence-transformer", "li-jina", "hs-sentence-transformers", "hs-jina"
+    "lc-cross-encoder", "li-sentence-transformer", "li-jina", "hs-sentence-transformers", "hs-jina",
+    "hs-cohere",
 }  # fmt: skip
 QUERY = "What is the capital of France?"
 TEXTS = [
@@ -339,13 +340,28 @@ def test_haystack_jina_ranker_side_by_side(monkeypatch: pytest.MonkeyPatch) -> N
     ours_r.close()
 
 
-def test_haystack_cohere_snippet_on_the_loopback_server(server: RerankTestServer) -> None:
-    ranker = run_snippet("hs-cohere", "after")["ranker"]
-    ranker.base_url = server.base_url("cohere")
-    ranker.meta_fields_to_embed = ["title"]
-    out = ranker.run(query=QUERY, documents=hs_docs())["documents"]
-    (body,) = server.bodies()
-    assert len(out) == len(TEXTS)
+def test_haystack_cohere_ranker_side_by_side(
+    server: RerankTestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COHERE_API_KEY", "test-key")
+    theirs_r = run_snippet("hs-cohere", "before")["ranker"]
+    # the Cohere client appends /v2/rerank to its base URL; the loopback serves /cohere/v2/rerank
+    theirs_r.api_base_url = server.base_url("cohere").removesuffix("/v2")
+    theirs_r.meta_fields_to_embed = ["title"]
+    ours_r = run_snippet("hs-cohere", "after")["ranker"]
+    ours_r.base_url = server.base_url("cohere")
+    ours_r.meta_fields_to_embed = ["title"]
+    theirs = theirs_r.run(query=QUERY, documents=hs_docs())["documents"]
+    ours = ours_r.run(query=QUERY, documents=hs_docs())["documents"]
+    first, second = server.bodies()
+    assert [d.id for d in ours] == [d.id for d in theirs] and len(ours) == len(TEXTS)
+    assert [d.score for d in ours] == [d.score for d in theirs]
+    assert [_hs_meta(d) for d in ours] == [d.meta for d in theirs]
     # CohereRanker's text: the meta values and the content joined by the separator
-    assert body["documents"][0] == "Encyclopedia\nParis is the capital and largest city of France."
-    ranker.close()
+    assert second["documents"] == first["documents"]
+    assert (
+        second["documents"][0] == "Encyclopedia\nParis is the capital and largest city of France."
+    )
+    assert first["top_n"] == 10 and second["top_n"] == min(10, len(TEXTS))  # capped: the same
+    assert second["model"] == first["model"]
+    ours_r.close()
