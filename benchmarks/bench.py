@@ -2,6 +2,7 @@
 
     make bench                       # CPU: all parts, writes benchmarks/results/cpu.{json,md}
     python -m benchmarks.bench --profile gpu --parts local --out DIR   # on a CUDA machine
+    python -m benchmarks.bench --profile gpu --smoke --parts local --out DIR  # its CPU smoke
 
 Parts:
 - ``local``: for each format (ctxl-v2, mxbai-v2, qwen3, cross-encoder) and workload (W1, W2,
@@ -9,7 +10,11 @@ Parts:
   the SAME model directory, inputs and dtype, in ONE process; peak memory of each scoring call;
   max |delta raw score| (parity). Then W4: 16 concurrent ``arerank`` calls vs the same calls
   one after another. On CPU this part needs ``mxbai-rerank`` (transformers 4): ``make bench``
-  runs it with ``.venv-ref/bin/python``.
+  runs it with ``.venv-ref/bin/python``. On CPU every cell also runs ``quantize="int8"`` (same
+  model, same inputs, between ours and the reference): its speed vs our fp32 and the reference,
+  its peak memory and its agreement with our fp32 scores (Spearman, top-10 overlap, max |delta|).
+  On the GPU profile: MFU of every cell, W4 for every format, and the OOM back-off step (one
+  oversized batch under a memory cap must be halved until it fits and score as the normal run).
 - ``adapters``: LangChain / LlamaIndex / Haystack vs the direct core call on W1 (needs the
   frameworks: the main ``.venv``).
 - ``remote``: 2,000 documents against the loopback test server (100 documents per request,
@@ -19,6 +24,13 @@ Memory: on CPU the peak resident set of the scoring call (Linux ``VmHWM`` after 
 through ``/proc/self/clear_refs``, minus the resident set before the call, after
 ``gc.collect()`` + ``malloc_trim``); on CUDA ``torch.cuda.max_memory_allocated`` minus the
 allocation before the call. Model weights are loaded before and are not counted.
+
+``--smoke`` (with ``--profile gpu``) runs the WHOLE GPU code path on the CPU with tiny configs of
+the real architectures (bf16, every format, ours and the reference, MFU arithmetic, W4, the OOM
+step) on a few documents per workload, so the GPU profile cannot rot unseen: the torch.cuda
+calls that have no CPU equivalent (synchronize, the allocator's peak counters, the
+per-process memory cap) go through :class:`FakeCudaOps` instead of :class:`CudaOps`
+(tests/bench/test_gpu_profile_smoke.py runs it in the default test suite).
 """
 
 from __future__ import annotations
@@ -36,9 +48,14 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from benchmarks import models
 
 ROOT = Path(__file__).resolve().parent.parent
 FORMATS = ("ctxl-v2", "mxbai-v2", "qwen3", "cross-encoder")
@@ -67,31 +84,130 @@ def _trim() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
+def _reset_hwm() -> None:
+    with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+        fh.write("5")  # reset VmHWM to the current RSS
+
+
+class CudaOps:
+    """The torch.cuda calls the GPU profile makes: synchronisation, the allocator's counters and
+    the per-process memory cap of the OOM step. :class:`FakeCudaOps` replaces them in
+    ``--smoke``; everything else on the GPU path is the same code."""
+
+    smoke = False
+
+    def __init__(self, torch: Any) -> None:
+        self.torch = torch
+
+    def synchronize(self) -> None:
+        self.torch.cuda.synchronize()
+
+    def empty_cache(self) -> None:
+        self.torch.cuda.empty_cache()
+
+    def reset_peak(self) -> None:
+        self.torch.cuda.reset_peak_memory_stats()
+
+    def allocated(self) -> int:
+        return int(self.torch.cuda.memory_allocated())
+
+    def max_allocated(self) -> int:
+        return int(self.torch.cuda.max_memory_allocated())
+
+    def device_name(self) -> str:
+        return str(self.torch.cuda.get_device_name(0))
+
+    @contextlib.contextmanager
+    def memory_cap(self, runner: Any, extra_bytes: int, bytes_per_token: int) -> Iterator[None]:
+        """Allow this process only what is allocated now plus ``extra_bytes``
+        (``torch.cuda.set_per_process_memory_fraction``); ``runner`` is not needed here."""
+        self.synchronize()
+        self.empty_cache()
+        total = int(self.torch.cuda.get_device_properties(0).total_memory)
+        fraction = min(1.0, (self.allocated() + extra_bytes) / total)
+        self.torch.cuda.set_per_process_memory_fraction(fraction)
+        try:
+            yield
+        finally:
+            self.torch.cuda.set_per_process_memory_fraction(1.0)
+            self.empty_cache()
+
+
+class FakeCudaOps(CudaOps):
+    """``--smoke`` on the CPU: the calls torch has no CPU equivalent for. Synchronisation is a
+    no-op, the allocator counters read the process's resident set (``VmRSS`` / ``VmHWM``) and
+    the memory cap fails any batch of more than ``extra_bytes // bytes_per_token`` padded tokens
+    with torch's own ``OutOfMemoryError``, which is what the cap does on a GPU. ``calls``
+    counts each call, so the smoke test can see that the GPU branch ran."""
+
+    smoke = True
+
+    def __init__(self, torch: Any) -> None:
+        super().__init__(torch)
+        self.calls: Counter[str] = Counter()
+
+    def synchronize(self) -> None:
+        self.calls["synchronize"] += 1
+
+    def empty_cache(self) -> None:
+        self.calls["empty_cache"] += 1
+
+    def reset_peak(self) -> None:
+        self.calls["reset_peak"] += 1
+        _reset_hwm()
+
+    def allocated(self) -> int:
+        self.calls["allocated"] += 1
+        return _status_kb("VmRSS") * 1024
+
+    def max_allocated(self) -> int:
+        self.calls["max_allocated"] += 1
+        return _status_kb("VmHWM") * 1024
+
+    def device_name(self) -> str:
+        return "none (--smoke on the CPU)"
+
+    @contextlib.contextmanager
+    def memory_cap(self, runner: Any, extra_bytes: int, bytes_per_token: int) -> Iterator[None]:
+        self.calls["memory_cap"] += 1
+        cap_tokens = extra_bytes // bytes_per_token
+        real_run = runner.run
+        oom = getattr(self.torch, "OutOfMemoryError", None) or self.torch.cuda.OutOfMemoryError
+
+        def capped(items: Sequence[Any], prefix: Any = None) -> Any:
+            width = max(len(x.input_ids) for x in items)
+            if len(items) * width > cap_tokens:
+                raise oom(f"CUDA out of memory (smoke: {len(items)} x {width} > {cap_tokens})")
+            return real_run(items, prefix)
+
+        runner.run = capped
+        try:
+            yield
+        finally:
+            runner.run = real_run
+
+
 class Meter:
-    """Wall time + peak memory of one call (see module docstring)."""
+    """Wall time + peak memory of one call (see module docstring); ``cuda``: the GPU
+    profile's :class:`CudaOps` (or its smoke stand-in), ``None`` on the CPU profile."""
 
-    def __init__(self, device: str) -> None:
-        self.cuda = device.startswith("cuda")
-        if self.cuda:
-            import torch
-
-            self.torch = torch
+    def __init__(self, cuda: CudaOps | None) -> None:
+        self.cuda = cuda
 
     def __call__(self, fn: Callable[[], Any]) -> tuple[float, int, Any]:
         _trim()
-        if self.cuda:
-            torch = self.torch
-            torch.cuda.synchronize()
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats()
-            base = torch.cuda.memory_allocated()
+        if self.cuda is not None:
+            ops = self.cuda
+            ops.synchronize()
+            ops.empty_cache()
+            ops.reset_peak()
+            base = ops.allocated()
             t0 = time.perf_counter()
             out = fn()
-            torch.cuda.synchronize()
+            ops.synchronize()
             dt = time.perf_counter() - t0
-            return dt, int(torch.cuda.max_memory_allocated() - base), out
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
-            fh.write("5")  # reset VmHWM to the current RSS
+            return dt, max(0, ops.max_allocated() - base), out
+        _reset_hwm()
         base = _status_kb("VmRSS")
         t0 = time.perf_counter()
         out = fn()
@@ -126,45 +242,99 @@ def _model_flops(arch: Any, counts: list[int]) -> float:
     return sum(flops_per_token(arch, seq_len=n, full_logits=False) * n for n in counts)
 
 
+def _workload(name: str, tok: Any, args: argparse.Namespace) -> Any:
+    from benchmarks.workloads import make_workload
+
+    return _trimmed(make_workload(name, tok, seed=args.seed), args.max_docs)
+
+
+def _trimmed(wl: Any, max_docs: int | None) -> Any:
+    """The first ``max_docs`` documents of a workload (``--smoke``); unchanged when ``None``."""
+    if max_docs is None:
+        return wl
+    return replace(wl, documents=wl.documents[:max_docs],
+                   target_lengths=wl.target_lengths[:max_docs])
+
+
+def _int8_fields(t_o: list[float], t_8: list[float], t_r: list[float], m_8: list[int],
+                 raw_o: list[float], raw_8: list[float], n_docs: int) -> dict[str, Any]:
+    """The int8 columns of a row: speed vs our fp32 (best of N, and the median of the per-repeat
+    side-by-side ratios), vs the reference, peak memory, agreement with our fp32 scores."""
+    from benchmarks.agreement import agreement
+
+    agree = agreement(raw_o, raw_8, k=10)
+    t8 = min(t_8)
+    return {
+        "int8_s": t8, "int8_docs_s": n_docs / t8, "int8_vs_fp32": min(t_o) / t8,
+        "int8_vs_fp32_median": statistics.median(o / e for o, e in zip(t_o, t_8, strict=True)),
+        "int8_vs_fp32_repeats": [o / e for o, e in zip(t_o, t_8, strict=True)],
+        "int8_vs_ref": min(t_r) / t8, "int8_peak_mb": max(m_8) / 2**20,
+        "int8_spearman": agree["spearman"], "int8_top10": agree["top_k"],
+        "int8_max_abs_delta": agree["max_abs_delta"], "int8_fp32_spread": agree["spread"],
+    }
+
+
 def run_local(args: argparse.Namespace) -> dict[str, Any]:
     import torch
     from transformers import AutoTokenizer
 
     from benchmarks import models
     from benchmarks.references import make_reference
-    from benchmarks.workloads import make_workload
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = "bfloat16" if device.startswith("cuda") else "float32"
-    meter = Meter(device)
+    accel = args.profile == "gpu"  # the GPU code path (also in --smoke, on the CPU)
+    if args.smoke:
+        device = args.device or "cpu"
+        cuda: CudaOps | None = FakeCudaOps(torch)
+    else:
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        cuda = CudaOps(torch) if device.startswith("cuda") else None
+    dtype = "bfloat16" if accel else "float32"
+    meter = Meter(cuda)
     root = Path(args.model_dir)
     rows: list[dict[str, Any]] = []
     w4_rows: list[dict[str, Any]] = []
-    jobs: list[tuple[str, str, list[str]]] = [(f, args.profile, list(args.workloads))
+    oom_rows: list[dict[str, Any]] = []
+    model_profile = "gpu-smoke" if args.smoke else args.profile
+    jobs: list[tuple[str, str, list[str]]] = [(f, model_profile, list(args.workloads))
                                               for f in args.formats]
     if args.profile == "cpu" and "W3" in args.workloads and "ctxl-v2" in args.formats:
         jobs.append(("ctxl-v2", "cpu-realvocab", ["W3"]))
     for fmt, profile, wls in jobs:
         arch = models.arch_for(fmt, profile)
         t0 = time.perf_counter()
-        mdir = models.build_model(fmt, profile, root, device=device if profile == "gpu" else "cpu",
-                                  dtype=dtype if profile == "gpu" else "float32")
+        mdir = models.build_model(fmt, profile, root, device=device if accel else "cpu",
+                                  dtype=dtype)
         log.info("%s/%s model ready in %.1fs (%s)", fmt, profile, time.perf_counter() - t0, arch)
         tok = AutoTokenizer.from_pretrained(mdir)
-        ours = _ours(mdir, fmt, device, dtype, **json.loads(args.ours_kwargs))
+        ours_kwargs = json.loads(args.ours_kwargs)
+        if args.smoke:  # the GPU's batch plan, not the CPU's small default budget
+            from rerank_integrations.backends.local.formats.base import DEFAULT_TOKEN_BUDGETS
+
+            ours_kwargs.setdefault("token_budget", DEFAULT_TOKEN_BUDGETS["cuda"])
+        ours = _ours(mdir, fmt, device, dtype, **ours_kwargs)
+        int8 = (_ours(mdir, fmt, device, dtype, quantize="int8", **ours_kwargs)
+                if args.int8 and profile == "cpu" else None)
         ref = make_reference(fmt, str(mdir), device=device, dtype=dtype,
                              batch_size=1 if profile == "cpu-realvocab" else 32)
+        w2_raw: tuple[Any, list[float]] | None = None
         for wname in wls:
-            wl = make_workload(wname, tok, seed=args.seed)
+            wl = _workload(wname, tok, args)
             q, docs, ins = wl.query, wl.documents, wl.instruction
             # warm-up on a slice (first-call costs: kernels, allocator, tokenizer caches)
             _ours_raw(ours, q, docs[:4], ins)
+            if int8 is not None:
+                _ours_raw(int8, q, docs[:4], ins)
             ref.score(q, docs[:4], ins)
-            t_o, m_o, t_r, m_r = [], [], [], []
-            for _ in range(args.repeats):
+            t_o, m_o, t_r, m_r, t_8, m_8 = [], [], [], [], [], []
+            raw_8: list[float] = []
+            for _ in range(args.repeats):  # side by side: fp32, int8, reference, seconds apart
                 dt, mem, raw_o = meter(lambda: _ours_raw(ours, q, docs, ins))  # noqa: B023
                 t_o.append(dt)
                 m_o.append(mem)
+                if int8 is not None:
+                    dt, mem, raw_8 = meter(lambda: _ours_raw(int8, q, docs, ins))  # noqa: B023
+                    t_8.append(dt)
+                    m_8.append(mem)
                 dt, mem, raw_r = meter(lambda: ref.score(q, docs, ins))  # noqa: B023
                 t_r.append(dt)
                 m_r.append(mem)
@@ -178,37 +348,119 @@ def run_local(args: argparse.Namespace) -> dict[str, Any]:
                 "docs": len(docs), "tokens": sum(counts),
                 "ours_s": to, "ref_s": tr, "ours_docs_s": len(docs) / to,
                 "ref_docs_s": len(docs) / tr, "ratio": tr / to,
+                "ratio_median": statistics.median(r / o for o, r in zip(t_o, t_r, strict=True)),
                 "ours_peak_mb": max(m_o) / 2**20, "ref_peak_mb": max(m_r) / 2**20,
                 "max_abs_delta": delta,
                 "score_spread": max(raw_r) - min(raw_r),
                 "reference": ref.name, "device": device, "dtype": dtype,
                 "model_tflop": _model_flops(arch, counts) / 1e12,
             }
-            if device.startswith("cuda"):
+            if int8 is not None:
+                row.update(_int8_fields(t_o, t_8, t_r, m_8, raw_o, raw_8, len(docs)))
+            if accel:
                 row["ours_mfu"] = row["model_tflop"] / to / GPU_PEAK_TFLOPS
                 row["ref_mfu"] = row["model_tflop"] / tr / GPU_PEAK_TFLOPS
+            if wname == "W2":
+                w2_raw = (wl, raw_o)
             log.info("%s", json.dumps(row))
             rows.append(row)
             _write_partial(args, rows, w4_rows)
-        if fmt in args.w4_formats and profile == args.profile:
+        if fmt in args.w4_formats and profile == model_profile:
             w4_rows.append(run_w4(ours, tok, args))
             log.info("%s", json.dumps(w4_rows[-1]))
             _write_partial(args, rows, w4_rows)
+        if accel and cuda is not None and fmt in args.oom_formats and w2_raw is not None:
+            oom_rows.append(run_oom(mdir, fmt, device, dtype, arch, w2_raw, cuda))
+            log.info("%s", json.dumps(oom_rows[-1]))
         ours.close()
-        ours = ref = None
+        if int8 is not None:
+            int8.close()
+        ours = int8 = ref = None
         _trim()
-        if device.startswith("cuda"):
-            torch.cuda.empty_cache()
-    return {"local": rows, "w4": w4_rows, "machine": machine(device)}
+        if cuda is not None:
+            cuda.empty_cache()
+    out: dict[str, Any] = {"local": rows, "w4": w4_rows, "machine": machine(device, cuda)}
+    if oom_rows:
+        out["oom"] = oom_rows
+    if isinstance(cuda, FakeCudaOps):
+        out["smoke_cuda_calls"] = dict(cuda.calls)
+    return out
+
+
+#: the OOM step's memory cap: activations for this many padded tokens beyond the weights.
+OOM_CAP_TOKENS = 4096
+
+
+def activation_bytes_per_token(arch: models.Arch, dtype_bytes: int = 2) -> int:
+    """A rough live-activation size per token of one layer's forward (the MLP's gate, up and
+    activation outputs plus a few hidden-sized tensors): what sets the memory cap of the OOM
+    step so that a 64 x 512 batch does not fit and a few inputs do."""
+    return int(dtype_bytes * (3 * arch.intermediate + 4 * arch.hidden))
+
+
+def run_oom(mdir: Path, fmt: str, device: str, dtype: str, arch: Any,
+            w2: tuple[Any, list[float]], cuda: CudaOps) -> dict[str, Any]:
+    """OOM back-off: W2 as ONE oversized batch (token budget unbounded) under a memory cap of
+    :data:`OOM_CAP_TOKENS` tokens of activations above the weights. The engine must split the
+    batch in halves until the parts fit, and score exactly as the normal run (same bf16 batch
+    shapes are not guaranteed, so the difference is reported, not required to be 0)."""
+    from rerank_integrations.errors import OutOfMemoryError
+
+    wl, expected = w2
+    q, docs, ins = wl.query, wl.documents, wl.instruction
+    big = _ours(mdir, fmt, device, dtype, token_budget=10**9, batch_size=len(docs),
+                prefix_caching=False)
+    runner = big._engine._runner
+    bpt = activation_bytes_per_token(arch)
+    # a third of the workload's document tokens at most, so a few-document --smoke run halves too
+    cap_tokens = min(OOM_CAP_TOKENS, sum(wl.target_lengths) // 3)
+    attempts: list[tuple[int, bool]] = []
+    ok, error = True, ""
+    raw: list[float] = []
+    t0 = time.perf_counter()
+    with cuda.memory_cap(runner, cap_tokens * bpt, bpt):
+        capped_run = runner.run
+
+        def counted(items: Sequence[Any], prefix: Any = None) -> Any:
+            try:
+                out = capped_run(items, prefix)
+            except Exception as exc:
+                attempts.append((len(items), bool(runner.is_oom(exc))))
+                raise
+            attempts.append((len(items), False))
+            return out
+
+        runner.run = counted
+        try:
+            raw = _ours_raw(big, q, docs, ins)
+        except OutOfMemoryError as exc:
+            ok, error = False, str(exc)
+        finally:
+            runner.run = capped_run
+    wall = time.perf_counter() - t0
+    big.close()
+    ooms = [n for n, was_oom in attempts if was_oom]
+    row: dict[str, Any] = {
+        "format": fmt, "docs": len(docs), "cap_tokens": cap_tokens,
+        "bytes_per_token": bpt, "first_batch": attempts[0][0] if attempts else 0,
+        "oom_batches": len(ooms), "largest_fitting_batch": max(
+            (n for n, was_oom in attempts if not was_oom), default=0),
+        "ok": ok, "error": error, "wall_s": wall,
+    }
+    if ok:
+        row["max_abs_delta"] = max(abs(a - b) for a, b in zip(raw, expected, strict=True))
+        row["score_spread"] = max(expected) - min(expected)
+    return row
 
 
 def run_w4(ours: Any, tok: Any, args: argparse.Namespace) -> dict[str, Any]:
     from benchmarks.workloads import w4_workloads
 
-    wls = w4_workloads(tok, seed=args.seed)
+    wls = [_trimmed(w, args.max_docs) for w in w4_workloads(tok, seed=args.seed)]
 
     async def one(w: Any) -> list[Any]:
-        return await ours.arerank(w.query, list(w.documents), instruction=w.instruction)
+        res: list[Any] = await ours.arerank(w.query, list(w.documents), instruction=w.instruction)
+        return res
 
     async def sequential() -> list[list[Any]]:
         return [await one(w) for w in wls]
@@ -236,10 +488,15 @@ def run_w4(ours: Any, tok: Any, args: argparse.Namespace) -> dict[str, Any]:
             "speedup": t_seq / t_conc, "max_abs_delta": delta, "same_order": same_order}
 
 
+def _stem(args: argparse.Namespace) -> str:
+    """The result files' name: the profile (``gpu-smoke`` for the smoke mode)."""
+    return "gpu-smoke" if args.smoke else str(args.profile)
+
+
 def _write_partial(args: argparse.Namespace, rows: list[Any], w4: list[Any]) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.profile}-local.partial.json").write_text(
+    (out / f"{_stem(args)}-local.partial.json").write_text(
         json.dumps({"local": rows, "w4": w4}, indent=1), encoding="utf-8")
 
 
@@ -322,7 +579,7 @@ def run_adapters(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_remote(args: argparse.Namespace) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT / "tests"))
-    from helpers.remote_server import RerankTestServer
+    from helpers.remote_server import RerankTestServer  # type: ignore[import-not-found]
 
     from rerank_integrations.backends.remote import RemoteReranker
 
@@ -332,8 +589,11 @@ def run_remote(args: argparse.Namespace) -> dict[str, Any]:
         server.latency = 0.2
         server.max_documents = 100
         base = server.base_url("contextual")
-        for label, kwargs in (("max_documents_per_request=100", {"max_documents_per_request": 100}),
-                              ("defaults: limit learnt from the 422", {})):
+        settings: tuple[tuple[str, dict[str, Any]], ...] = (
+            ("max_documents_per_request=100", {"max_documents_per_request": 100}),
+            ("defaults: limit learnt from the 422", {}),
+        )
+        for label, kwargs in settings:
             rr = RemoteReranker(model="bench", api_format="contextual", base_url=base, **kwargs)
             before = len(server.bodies())
             t0 = time.perf_counter()
@@ -362,7 +622,7 @@ def run_remote(args: argparse.Namespace) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
-def machine(device: str) -> dict[str, Any]:
+def machine(device: str, cuda: CudaOps | None = None) -> dict[str, Any]:
     import torch
     import transformers
 
@@ -374,8 +634,8 @@ def machine(device: str) -> dict[str, Any]:
             if line.startswith("model name"):
                 info["cpu"] = line.split(":", 1)[1].strip()
                 break
-    if device.startswith("cuda"):
-        info["gpu"] = torch.cuda.get_device_name(0)
+    if cuda is not None:
+        info["gpu"] = cuda.device_name()
     with contextlib.suppress(ImportError):
         import sentence_transformers
 
@@ -383,7 +643,7 @@ def machine(device: str) -> dict[str, Any]:
     with contextlib.suppress(ImportError):
         from importlib.metadata import version
 
-        import mxbai_rerank  # noqa: F401
+        import mxbai_rerank  # type: ignore[import-not-found,unused-ignore]  # noqa: F401
 
         info["mxbai_rerank"] = version("mxbai-rerank")
     return info
@@ -406,7 +666,7 @@ def render(res: dict[str, Any]) -> str:
         for r in res["local"]:
             mfu = ""
             if "ours_mfu" in r:
-                mfu = f" (MFU {100 * r['ours_mfu']:.0f}% / {100 * r['ref_mfu']:.0f}%)"
+                mfu = f" (MFU {100 * r['ours_mfu']:.3g}% / {100 * r['ref_mfu']:.3g}%)"
             lines.append(
                 f"| {r['format']} | {r['workload']} | {r['profile']}, vocab {r['vocab']:,}, "
                 f"head {100 * r['head_share_real']:.1f}% / {100 * r['head_share_model']:.1f}% "
@@ -416,6 +676,33 @@ def render(res: dict[str, Any]) -> str:
                 f"| {r['max_abs_delta']:.1e} ({r['score_spread']:.2g}) "
                 f"| {r['reference']} |"
             )
+        lines.append("")
+    int8 = [r for r in res.get("local", []) if "int8_s" in r]
+    if int8:
+        lines += [
+            "| int8 format | workload | fp32 docs/s | int8 docs/s | int8 / fp32 (median; best)"
+            " | int8 / ref | peak MB fp32 / int8 / ref | Spearman vs fp32 | top-10 overlap"
+            " | max abs d raw (fp32 spread) |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in int8:
+            lines.append(
+                f"| {r['format']} | {r['workload']} | {r['ours_docs_s']:.1f} "
+                f"| {r['int8_docs_s']:.1f} | **{r['int8_vs_fp32_median']:.2f}x** "
+                f"({r['int8_vs_fp32']:.2f}x) | {r['int8_vs_ref']:.2f}x "
+                f"| {r['ours_peak_mb']:.0f} / {r['int8_peak_mb']:.0f} / {r['ref_peak_mb']:.0f} "
+                f"| {r['int8_spearman']:.4f} | {r['int8_top10']:.1f} "
+                f"| {r['int8_max_abs_delta']:.3f} ({r['int8_fp32_spread']:.2g}) |")
+        lines.append("")
+    if res.get("oom"):
+        lines += ["| OOM back-off format | docs | cap (tokens) | first batch | OOM batches"
+                  " | largest fitting batch | scored | max abs d raw vs normal run |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in res["oom"]:
+            d = f"{r['max_abs_delta']:.1e}" if r["ok"] else r["error"][:60]
+            lines.append(f"| {r['format']} | {r['docs']} | {r['cap_tokens']} | {r['first_batch']}"
+                         f" | {r['oom_batches']} | {r['largest_fitting_batch']} | {r['ok']}"
+                         f" | {d} |")
         lines.append("")
     if res.get("w4"):
         lines += ["| W4 format | calls x docs | sequential docs/s | concurrent docs/s | speedup"
@@ -464,14 +751,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default=None, help=argparse.SUPPRESS)
     p.add_argument("--ours-kwargs", default="{}",
                    help='extra LocalReranker kwargs (JSON), e.g. \'{"prefix_caching": false}\'')
+    p.add_argument("--int8", action=argparse.BooleanOptionalAction, default=None,
+                   help='also run quantize="int8" in every cell (default: on for the cpu profile)')
+    p.add_argument("--smoke", action="store_true",
+                   help="with --profile gpu: the whole GPU code path on the CPU, tiny configs")
+    p.add_argument("--max-docs", type=int, default=None,
+                   help="first N documents of each workload (default: all; --smoke: 8)")
+    p.add_argument("--oom-formats", default=None,
+                   help="formats that run the OOM back-off step (gpu profile; default ctxl-v2)")
     args = p.parse_args(argv)
+    if args.smoke and args.profile != "gpu":
+        p.error("--smoke is the GPU profile's CPU smoke mode: pass --profile gpu")
+    if args.int8 is None:
+        args.int8 = args.profile == "cpu"
+    if args.smoke and args.max_docs is None:
+        args.max_docs = 8
+    args.oom_formats = [f for f in (args.oom_formats or "ctxl-v2").split(",") if f]
     args.formats = [f for f in args.formats.split(",") if f]
     args.workloads = [w for w in args.workloads.split(",") if w]
     if args.w4_formats is None:
         args.w4_formats = "ctxl-v2" if args.profile == "cpu" else ",".join(FORMATS)
     args.w4_formats = [f for f in args.w4_formats.split(",") if f]
     if args.repeats is None:
-        args.repeats = 1 if args.profile == "cpu" else 3
+        args.repeats = 1 if args.profile == "cpu" or args.smoke else 3
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for name in ("transformers", "sentence_transformers", "httpx", "rerank_integrations"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -497,7 +799,9 @@ def main(argv: list[str] | None = None) -> int:
                        "--workloads", ",".join(args.workloads), "--w4-formats",
                        ",".join(args.w4_formats) or "none", "--repeats", str(args.repeats),
                        "--seed", str(args.seed), "--model-dir", args.model_dir,
-                       "--out", str(out), "--json", str(sub), "--ours-kwargs", args.ours_kwargs]
+                       "--out", str(out), "--json", str(sub), "--ours-kwargs", args.ours_kwargs,
+                       "--int8" if args.int8 else "--no-int8",
+                       *(["--max-docs", str(args.max_docs)] if args.max_docs else [])]
                 subprocess.run(cmd, check=True, cwd=ROOT)
                 sub_res = json.loads(sub.read_text(encoding="utf-8"))
                 merged["local"] += sub_res["local"]
@@ -522,11 +826,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1), encoding="utf-8")
         return 0
-    (out / f"{args.profile}.json").write_text(json.dumps(res, indent=1), encoding="utf-8")
-    for scratch in (f"{args.profile}-local.partial.json", f"{args.profile}-local-ref-env.json"):
+    stem = _stem(args)
+    (out / f"{stem}.json").write_text(json.dumps(res, indent=1), encoding="utf-8")
+    for scratch in (f"{stem}-local.partial.json", f"{stem}-local-ref-env.json"):
         (out / scratch).unlink(missing_ok=True)  # merged into <profile>.json
     table = render(res)
-    (out / f"{args.profile}.md").write_text(table + "\n", encoding="utf-8")
+    (out / f"{stem}.md").write_text(table + "\n", encoding="utf-8")
     print(table)
     return 0
 

@@ -17,6 +17,9 @@ scaled profiles built from it:
 - ``cpu-realvocab``: the ``cpu`` body with the REAL vocabulary (head share NOT matched), used for
   the W3 memory row so that the reference's full ``[batch, seq, vocab]`` logits have their real
   size per token.
+- ``gpu-smoke``: the real architecture's kind and positions at toy size (hidden 32, 1 layer,
+  vocabulary 1,280), for ``bench --profile gpu --smoke``: the GPU code path on the CPU in
+  seconds. Its numbers mean nothing; that the path runs does.
 
 Tokenizers are trained locally on the benchmark's multilingual word list (byte-level BPE with the
 Qwen split regex for the causal models, Unigram with XLM-R's special ids for the cross-encoder);
@@ -134,6 +137,11 @@ def arch_for(fmt: str, profile: str) -> Arch:
         return _scaled(real, real_vocab=False)
     if profile == "cpu-realvocab":
         return _scaled(real, real_vocab=True)
+    if profile == "gpu-smoke":
+        xlmr = real.kind == "xlmr"
+        return replace(real, label=f"{real.label} -> gpu-smoke", hidden=32, layers=1,
+                       intermediate=64, heads=2, kv_heads=2 if xlmr else 1, head_dim=16,
+                       vocab=1280)
     raise ValueError(f"unknown profile {profile!r}")
 
 
@@ -169,7 +177,8 @@ def build_qwen_like_tokenizer(out: Path, vocab_size: int = 1200) -> dict[str, in
         pre_tokenizers.Split(Regex(QWEN_SPLIT_REGEX), behavior="isolated", invert=False),
         pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False),
     ])
-    tok.decoder = decoders.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel(  # type: ignore[call-arg]  # the stub lags the library
+        add_prefix_space=False, trim_offsets=False, use_regex=False)
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size, min_frequency=2, show_progress=False, special_tokens=[],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
@@ -191,7 +200,9 @@ def build_qwen_like_tokenizer(out: Path, vocab_size: int = 1200) -> dict[str, in
         "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>",
         "additional_special_tokens": ["<|im_start|>"],
     })
-    return {t: int(tok.token_to_id(t)) for t in specials} | {"size": tok.get_vocab_size(True)}
+    ids = {t: tok.token_to_id(t) for t in specials}
+    assert all(i is not None for i in ids.values()), ids
+    return {t: int(i or 0) for t, i in ids.items()} | {"size": tok.get_vocab_size(True)}
 
 
 def build_xlmr_like_tokenizer(out: Path, vocab_size: int = 1200, max_len: int = 1024) -> int:
@@ -267,7 +278,7 @@ def build_model(
         size = _cached_tokenizer(root, "xlmr", out, lambda d: build_xlmr_like_tokenizer(
             d, max_len=a.max_positions - 2))
         assert size <= a.vocab
-        cfg: Any = transformers.XLMRobertaConfig(
+        cfg: Any = transformers.XLMRobertaConfig(  # type: ignore[call-arg]  # num_labels: kwargs
             vocab_size=a.vocab, hidden_size=a.hidden, num_hidden_layers=a.layers,
             num_attention_heads=a.heads, intermediate_size=a.intermediate, hidden_act="gelu",
             max_position_embeddings=a.max_positions, type_vocab_size=1, layer_norm_eps=1e-5,
