@@ -146,14 +146,14 @@ class LoopCloser:
         self.closed = False
 
     async def aclose(self) -> None:
-        if self.closed:
+        """Close the client once (a later call, e.g. from the loop's guard, does nothing)."""
+        if self.closed or not self.owned:
             return
+        try:
+            await self.client.aclose()
+        except Exception:  # closing is best effort; say so rather than hide it
+            logger.warning("rerank: closing an async HTTP client failed", exc_info=True)
         self.closed = True
-        if self.owned:
-            try:
-                await self.client.aclose()
-            except Exception:  # closing is best effort; say so rather than hide it
-                logger.warning("rerank: closing an async HTTP client failed", exc_info=True)
 
 
 async def loop_guard(closer: LoopCloser, forget: Callable[[], None]) -> AsyncGenerator[None, None]:
