@@ -29,6 +29,7 @@ from helpers.real_servers import (
     INFINITY_CROSS_ENCODER,
     QWEN3_MAX_LEN,
     VLLM_CROSS_ENCODER,
+    VLLM_MXBAI_V2,
     VLLM_QWEN3_RERANKER,
     XLMR_MAX_LEN,
     Served,
@@ -66,13 +67,14 @@ class Farm:
 
     def _boot(self) -> None:
         try:
-            from helpers.tiny_models import make_tiny_qwen3, make_tiny_xlmr
+            from helpers.tiny_models import make_tiny_qwen2, make_tiny_qwen3, make_tiny_xlmr
 
             self.workdir = workdir = Path(tempfile.mkdtemp(prefix="rerank-servers-"))
             xlmr = make_tiny_xlmr(workdir / "tiny-xlm-roberta-cross-encoder", num_heads=2)
             qwen3 = make_tiny_qwen3(
                 workdir / "tiny-Qwen3-Reranker", seed=3, num_heads=2, num_kv_heads=1
             )
+            mxbai = make_tiny_qwen2(workdir / "tiny-mxbai-rerank-v2", num_heads=2, num_kv_heads=1)
             vllm_python = os.environ.get(VLLM_ENV)
             infinity = os.environ.get(INFINITY_ENV)
             plans: list[tuple[str, str | None, ServeRecipe, Path, str, int, dict[str, str]]] = [
@@ -83,6 +85,15 @@ class Farm:
                     VLLM_QWEN3_RERANKER,
                     qwen3,
                     "tiny-qwen3",
+                    QWEN3_MAX_LEN,
+                    {},
+                ),
+                (
+                    "vllm-mxbai",
+                    vllm_python,
+                    VLLM_MXBAI_V2,
+                    mxbai,
+                    "tiny-mxbai",
                     QWEN3_MAX_LEN,
                     {},
                 ),
@@ -109,7 +120,14 @@ class Farm:
                     max_model_len=max_len,
                     api_key=API_KEY,
                 )
-                env = {**env, "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"}
+                env = {
+                    **env,
+                    "VLLM_CPU_KVCACHE_SPACE": "1",  # GiB of KV cache (the default is 4)
+                    "HF_HUB_OFFLINE": "1",
+                    "VLLM_NO_USAGE_STATS": "1",
+                    "DO_NOT_TRACK": "1",
+                    "INFINITY_ANONYMOUS_USAGE_STATS": "0",
+                }
                 process = ServerProcess(name, argv, port, workdir / f"{name}.log", env)
                 process.start()
                 self.servers[name] = Served(process, model_dir, served)
@@ -172,6 +190,11 @@ def vllm_xlmr(server_farm: Farm) -> Served:
 @pytest.fixture(scope="session")
 def vllm_qwen3(server_farm: Farm) -> Served:
     return server_farm.get("vllm-qwen3", VLLM_ENV)
+
+
+@pytest.fixture(scope="session")
+def vllm_mxbai(server_farm: Farm) -> Served:
+    return server_farm.get("vllm-mxbai", VLLM_ENV)
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
@@ -103,6 +104,23 @@ def test_vllm_qwen3_reranker_matches_local_with_and_without_instruction(
     plain = by_index(reranker.rerank(QUERY, DOCS))
     with_instruction = by_index(reranker.rerank(QUERY, DOCS, instruction="Prefer short texts"))
     assert max(abs(plain[i] - with_instruction[i]) for i in plain) > 1e-3  # it is used
+
+
+def test_vllm_mxbai_v2_is_on_another_scale_than_local(vllm_mxbai: Served) -> None:
+    """docs/remote.md: vLLM's from_2_way_softmax returns sigmoid(raw), the local backend (like
+    mxbai-rerank) sigmoid(raw - m/2): same raw, same order, different relevance_score.
+    (Texts without punctuation at their ends: mxbai-rerank tokenizes the prompt's pieces one
+    by one, vLLM the rendered text as a whole, and the tiny tokenizer merges "?" + newline.)"""
+    query = "capital of France"
+    docs = ["Paris is the capital of France", "Berlin is in Germany", "green tea", "bread"]
+    got = remote(vllm_mxbai, "vllm").rerank(query, docs)
+    local = _local(vllm_mxbai.model_dir).rerank(query, docs)
+    local_raw = {r.index: r.raw_score for r in local}
+    want = {i: 1.0 / (1.0 + math.exp(-raw)) for i, raw in local_raw.items()}
+    assert_close(by_index(got), want)
+    assert [r.index for r in got] == [r.index for r in local]
+    shifted = {r.index: r.relevance_score for r in local}  # sigmoid(raw - 6) for m = 12
+    assert max(abs(want[i] - shifted[i]) for i in want) > 0.1  # thresholds do not carry over
 
 
 def test_vllm_long_document_among_short_ones(
