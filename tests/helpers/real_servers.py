@@ -185,6 +185,10 @@ def server_argv(
             "--enforce-eager",  # no torch.compile warm-up: ~45 s less start-up on 2 cores
             "--max-model-len",
             str(max_model_len),
+            # A fixed KV cache: without it the CPU worker refuses to start unless 92 % of the
+            # machine's memory is free (--gpu-memory-utilization), which a busy CI box is not.
+            "--kv-cache-memory-bytes",
+            str(256 * 2**20),
             "--disable-uvicorn-access-log",
             *key,
         ]
