@@ -30,9 +30,10 @@ first-party -> ours is in docs/langchain.md; switching is docs/migrating.md):
   the next call; the replaced reranker is closed once no call uses it. ``api_key`` is a
   ``SecretStr``: masked in ``repr``/``model_dump_json``, replaced by the secret id
   ``RERANK_API_KEY`` in ``langchain_core.load.dumps``, never pickled.
-- Loading a config (``loads``) imports a ``"module:Class"`` backend only from this package or an
-  allowed module (:func:`~rerank_integrations.adapter_support.allow_backend_modules`), and never
-  switches on ``trust_remote_code`` / ``allow_pickle``.
+- Loading a config (``loads``) imports a ``"module:Class"`` backend only from this package or a
+  module listed in ``RERANK_INTEGRATIONS_ALLOWED_BACKENDS`` (see
+  :mod:`~rerank_integrations.adapter_policy`), and never switches on ``trust_remote_code`` /
+  ``allow_pickle``.
 """
 
 from __future__ import annotations
