@@ -13,11 +13,8 @@ called from :mod:`rerank_integrations.adapter_support`. Behaviour is documented 
 ``docs/haystack.md``.
 """
 
-import asyncio
-import copy
 import dataclasses
 import logging
-import os
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -27,16 +24,11 @@ from rerank_integrations.extras import import_extra
 
 import_extra("haystack", extra="haystack", feature="rerank_integrations.haystack.RerankRanker")
 
-from haystack import Document, component, default_from_dict, default_to_dict  # noqa: E402
-from haystack.core.serialization import import_class_by_name  # noqa: E402
+from haystack import Document, component  # noqa: E402
 from haystack.utils import (  # noqa: E402
     ComponentDevice,
     Secret,
-    deserialize_callable,
-    deserialize_secrets_inplace,
-    serialize_callable,
 )
-from haystack.utils.auth import SecretType  # noqa: E402
 
 from rerank_integrations.adapter_support import (  # noqa: E402
     RAW_SCORE_KEY,
@@ -47,14 +39,18 @@ from rerank_integrations.adapter_support import (  # noqa: E402
     check_reranker_settings,
     dedupe_best,
     metadata_enabled,
-    normalise_base_url,
-    pair_results,
-    refresh_reranker,
     rerank_texts,
 )
 from rerank_integrations.base import Reranker  # noqa: E402
-from rerank_integrations.config import BACKENDS, resolve_backend  # noqa: E402
 from rerank_integrations.errors import RerankInputError, RerankTypeError  # noqa: E402
+from rerank_integrations.haystack_lifecycle import RankerLifecycle  # noqa: E402
+from rerank_integrations.haystack_rules import (  # noqa: E402
+    backend_options,
+    check_backend_shape,
+    document_text,
+    local_kwargs,
+    select_scored,
+)
 from rerank_integrations.metadata import MetadataFormatter  # noqa: E402
 from rerank_integrations.results import RerankResult  # noqa: E402
 from rerank_integrations.validation import (  # noqa: E402
@@ -74,21 +70,8 @@ __all__ = ["RAW_SCORE_KEY", "RerankRanker"]
 logger = logging.getLogger(__name__)
 
 
-def _check_backend_allowed(backend: object) -> None:
-    """Gate a ``module:Class`` backend path through Haystack's deserialization allowlist.
-
-    Loading a pipeline must not import a module the user has not allow-listed just because the
-    YAML names it as a custom backend; ``"local"``/``"remote"`` are this package's own.
-    """
-    if isinstance(backend, str) and backend not in BACKENDS:
-        module, sep, qualname = backend.partition(":")
-        if sep and module and qualname:
-            # raises DeserializationError when the module is not allow-listed
-            import_class_by_name(f"{module}.{qualname}")
-
-
 @component
-class RerankRanker:
+class RerankRanker(RankerLifecycle):
     """Reorders Haystack ``Document`` objects by a modern reranker's relevance score.
 
     Construct it from a ready :class:`~rerank_integrations.base.Reranker`
@@ -231,9 +214,9 @@ class RerankRanker:
         optional_mapping("reranker_kwargs", reranker_kwargs)
         if reranker_kwargs is not None:
             check_reranker_settings(reranker_kwargs, field="reranker_kwargs")
-        local_kwargs = _local_kwargs(model_kwargs, tokenizer_kwargs)
+        local_settings = local_kwargs(model_kwargs, tokenizer_kwargs)
         if backend is not None:
-            _check_backend_shape(str_value("backend", backend))
+            check_backend_shape(str_value("backend", backend))
 
         self.backend = effective_backend
         self.model = model
@@ -259,7 +242,7 @@ class RerankRanker:
         self.model_kwargs = dict(model_kwargs) if model_kwargs is not None else None
         self.tokenizer_kwargs = dict(tokenizer_kwargs) if tokenizer_kwargs is not None else None
         self.token = token
-        self._local_kwargs = local_kwargs
+        self._local_kwargs = local_settings
         self._options()  # validate now: a bad top_k/threshold/... fails at construction
 
         self._given: Reranker | None = None  # the caller's reranker: never closed here
@@ -308,184 +291,6 @@ class RerankRanker:
             send_metadata=self.send_metadata,
         )
 
-    # -- lifecycle -------------------------------------------------------------------------
-
-    @property
-    def backend_kwargs(self) -> dict[str, Any] | None:
-        """Deprecated name of :attr:`reranker_kwargs`."""
-        warnings.warn("backend_kwargs is deprecated: use reranker_kwargs", DeprecationWarning, 2)
-        return self.reranker_kwargs
-
-    @backend_kwargs.setter
-    def backend_kwargs(self, value: Mapping[str, Any] | None) -> None:
-        warnings.warn("backend_kwargs is deprecated: use reranker_kwargs", DeprecationWarning, 2)
-        self.reranker_kwargs = None if value is None else dict(value)
-
-    def _settings(self) -> dict[str, Any]:
-        """Constructor settings for the backend (``None`` values are dropped when building)."""
-        settings: dict[str, Any] = {
-            "model": self.model,
-            "base_url": normalise_base_url(self.base_url),
-            "api_format": self.api_format,
-        }
-        if self.device is not None:
-            settings["device"] = self.device.to_torch_str()
-        if self.backend == "remote" and self.api_key is not None:
-            settings["api_key"] = self.api_key.resolve_value()
-        if self.backend == "local":
-            settings.update(_local_kwargs(self.model_kwargs, self.tokenizer_kwargs))
-            _check_token(self.token)
-        settings.update(self.reranker_kwargs or {})
-        return settings
-
-    def _lazy(self) -> LazyReranker:
-        """The lazy holder for the current source; a reassigned setting gets a new holder.
-
-        Built by :func:`~rerank_integrations.adapter_support.refresh_reranker`, exactly as in
-        the LangChain and LlamaIndex adapters: nothing is built until it is needed, a holder made
-        from old settings is never used for new ones, and the replaced one is closed once idle.
-        """
-        if self._key_dropped and self.api_key is None:
-            raise RerankInputError(
-                "api_key",
-                "a Secret.from_token key is never pickled: give api_key again "
-                "(use Secret.from_env_var(...) for a component you pickle or save)",
-            )
-        if self._given is not None or self._config is not None:
-            self._holder = refresh_reranker(
-                self._holder, self._given, config=self._config, owner=self
-            )
-        else:
-            self._holder = refresh_reranker(
-                self._holder, backend=self.backend, owner=self, **self._settings()
-            )
-        return self._holder
-
-    def warm_up(self) -> None:
-        """Build the reranker (model load / HTTP client). Idempotent; :meth:`run` calls it.
-
-        If a backend setting (``model``, ``base_url``, ...) was reassigned since the last
-        warm-up, a new reranker is built from the new settings (the old one is closed once no
-        run uses it). A custom ``module:Class`` backend that cannot be imported raises
-        ``RerankInputError`` naming ``backend`` here, before anything is built.
-        """
-        holder = self._lazy()
-        if not holder.built and self.backend is not None and self.backend not in BACKENDS:
-            try:
-                resolve_backend(self.backend)
-            except RerankInputError as exc:
-                raise RerankInputError("backend", str(exc).removeprefix("backend: ")) from None
-            except (ImportError, AttributeError) as exc:
-                raise RerankInputError(
-                    "backend", f"cannot load {self.backend!r}: {type(exc).__name__}"
-                ) from None
-        built = holder.get()
-        logger.debug("RerankRanker uses a reranker for model %s", built.model_name)
-
-    async def warm_up_async(self) -> None:
-        """Async :meth:`warm_up`: the build (a model load can take seconds) runs in a worker
-        thread, so the event loop keeps serving other tasks."""
-        await asyncio.to_thread(self.warm_up)
-
-    def close(self) -> None:
-        """Close a reranker this component built; a later run builds a fresh one.
-
-        A :class:`Reranker` passed to the constructor belongs to the caller and is left open.
-        """
-        if self._holder is not None:
-            self._holder.close()
-
-    async def close_async(self) -> None:
-        """Async :meth:`close` (uses the reranker's ``aclose``)."""
-        if self._holder is not None:
-            await self._holder.aclose()
-
-    # -- serialisation ---------------------------------------------------------------------
-
-    def to_dict(self) -> dict[str, Any]:
-        """Serialise to Haystack's ``{"type", "init_parameters"}`` dict; never contains a secret."""
-        if self._given is not None:
-            reranker: dict[str, Any] | None = self._given.to_config()
-        else:
-            reranker = dict(self._config) if self._config is not None else None
-        return default_to_dict(
-            self,
-            reranker=reranker,
-            backend=self.backend,
-            model=self.model,
-            base_url=self.base_url,
-            api_format=self.api_format,
-            api_key=self.api_key,  # Secret.to_dict(): env var names only; a token secret raises
-            device=self.device,
-            reranker_kwargs=self.reranker_kwargs,
-            top_k=self.top_k,
-            score_threshold=self.score_threshold,
-            instruction=self.instruction,
-            instruction_fn=serialize_callable(self.instruction_fn) if self.instruction_fn else None,
-            meta_fields_to_embed=self.meta_fields_to_embed,
-            embedding_separator=self.embedding_separator,
-            query_prefix=self.query_prefix,
-            query_suffix=self.query_suffix,
-            document_prefix=self.document_prefix,
-            document_suffix=self.document_suffix,
-            scale_score=self.scale_score,
-            metadata_keys=self.metadata_keys,
-            model_kwargs=self.model_kwargs,
-            tokenizer_kwargs=self.tokenizer_kwargs,
-            token=self.token,
-            metadata_formatter=(
-                serialize_callable(self.metadata_formatter) if self.metadata_formatter else None
-            ),
-            send_metadata=self.send_metadata,
-        )
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RerankRanker":
-        """Rebuild from :meth:`to_dict` output (``data`` is not modified).
-
-        Callables and custom ``module:Class`` backends are resolved through Haystack's
-        deserialization allowlist (see docs/haystack.md).
-        """
-        params = dict(data.get("init_parameters", {}))
-        deserialize_secrets_inplace(params, keys=["api_key", "token"])
-        for name in ("instruction_fn", "metadata_formatter"):
-            if isinstance(params.get(name), str):
-                params[name] = deserialize_callable(params[name])
-        config = params.get("reranker")
-        _check_backend_allowed(config.get("backend") if isinstance(config, Mapping) else None)
-        _check_backend_allowed(params.get("backend"))
-        return default_from_dict(cls, {**data, "init_parameters": params})
-
-    # -- pickling / copying -----------------------------------------------------------------
-
-    def __getstate__(self) -> dict[str, Any]:
-        """Settings only: the built reranker is never pickled (rebuilt on first use), a passed
-        reranker travels as its ``to_config()``, and a ``Secret.from_token`` key is dropped."""
-        state = dict(self.__dict__)
-        state["_holder"] = None
-        if state.get("_given") is not None:
-            state["_config"] = state["_given"].to_config()
-            state["_given"] = None
-        key = state.get("api_key")
-        if isinstance(key, Secret) and key.type != SecretType.ENV_VAR:
-            state["api_key"] = None
-            state["_key_dropped"] = True
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-
-    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> "RerankRanker":
-        """A copy with its own reranker (rebuilt from the settings on first use)."""
-        state = dict(self.__dict__)
-        state["_holder"] = None
-        if state.get("_given") is not None:
-            state["_config"] = state["_given"].to_config()
-            state["_given"] = None
-        new = type(self).__new__(type(self))
-        new.__setstate__(copy.deepcopy(state, memo))
-        return new
-
     # -- running ---------------------------------------------------------------------------
 
     def _prepared(
@@ -505,15 +310,20 @@ class RerankRanker:
         channel = metadata_enabled(self._options(), reranker)
         if channel and keys is None and self.send_metadata is not True:
             channel = False  # Haystack's meta_fields_to_embed=None: no metadata at all
+        fields = () if channel else (self.meta_fields_to_embed or ())
+        texts = [
+            document_text(
+                d.content,
+                d.meta,
+                fields,
+                self.embedding_separator,
+                self.document_prefix,
+                self.document_suffix,
+            )
+            for d in docs
+        ]
         if channel:
-            texts = [self.document_prefix + (d.content or "") + self.document_suffix for d in docs]
             return texts, [d.meta for d in docs], options
-        fields = self.meta_fields_to_embed or []
-        texts = []
-        for d in docs:
-            values = [str(d.meta[k]) for k in fields if d.meta.get(k) is not None]
-            body = self.embedding_separator.join([*values, d.content or ""])
-            texts.append(self.document_prefix + body + self.document_suffix)
         return texts, None, replace(options, send_metadata=False)
 
     def _unique_documents(
@@ -553,17 +363,12 @@ class RerankRanker:
         """Threshold then ``top_k``, on the score as returned (scaled or raw)."""
         threshold = options.score_threshold if score_threshold is None else score_threshold
         limit = options.top_n if top_k is None else top_k
-        out = []
-        for doc, r in pair_results(docs, results):
-            score = r.relevance_score if scale else r.raw_score
-            if threshold is not None and score < threshold:
-                continue
-            out.append(
-                dataclasses.replace(doc, score=score, meta={**doc.meta, RAW_SCORE_KEY: r.raw_score})
+        return [
+            dataclasses.replace(
+                docs[r.index], score=score, meta={**docs[r.index].meta, RAW_SCORE_KEY: r.raw_score}
             )
-        if not scale:  # raw scores may order ties differently from the relevance
-            out.sort(key=lambda d: -(d.score or 0.0))
-        return out if limit is None else out[:limit]
+            for r, score in select_scored(results, scale=scale, threshold=threshold, limit=limit)
+        ]
 
     @component.output_types(documents=list[Document])
     def run(
@@ -599,7 +404,7 @@ class RerankRanker:
             texts, metas, options = self._prepared(docs, reranker)
             results = rerank_texts(
                 reranker, self.query_prefix + query + self.query_suffix, texts, metas,
-                _backend_options(options, top_k, score_threshold, scale), instruction=instruction,
+                backend_options(options, top_k, score_threshold, scale), instruction=instruction,
             )  # fmt: skip
         return {"documents": self._select(docs, results, options, top_k, score_threshold, scale)}
 
@@ -627,74 +432,6 @@ class RerankRanker:
             texts, metas, options = self._prepared(docs, reranker)
             results = await arerank_texts(
                 reranker, self.query_prefix + query + self.query_suffix, texts, metas,
-                _backend_options(options, top_k, score_threshold, scale), instruction=instruction,
+                backend_options(options, top_k, score_threshold, scale), instruction=instruction,
             )  # fmt: skip
         return {"documents": self._select(docs, results, options, top_k, score_threshold, scale)}
-
-
-def _backend_options(
-    options: RerankOptions, top_k: int | None, score_threshold: float | None, scale: bool
-) -> RerankOptions:
-    """The options of the backend call: ``top_k`` as the backend's hint (an API returns fewer)
-    when the selection is on the relevance score without a threshold; otherwise every result
-    (:meth:`RerankRanker._select` applies the threshold and ``top_k`` on the returned score)."""
-    threshold = options.score_threshold if score_threshold is None else score_threshold
-    limit = options.top_n if top_k is None else top_k
-    hint = limit if scale and threshold is None else None
-    return replace(options, top_n=hint, score_threshold=None)
-
-
-_MODEL_KWARGS = {
-    "torch_dtype": "dtype",
-    "dtype": "dtype",
-    "attn_implementation": "attn_implementation",
-    "revision": "revision",
-}
-_TOKENIZER_KWARGS = {"model_max_length": "max_length", "max_length": "max_length"}
-
-
-def _local_kwargs(
-    model_kwargs: Mapping[str, Any] | None, tokenizer_kwargs: Mapping[str, Any] | None
-) -> dict[str, Any]:
-    """Haystack's ``model_kwargs`` / ``tokenizer_kwargs`` as LocalReranker arguments."""
-    out: dict[str, Any] = {}
-    for field, given, table in (
-        ("model_kwargs", model_kwargs, _MODEL_KWARGS),
-        ("tokenizer_kwargs", tokenizer_kwargs, _TOKENIZER_KWARGS),
-    ):
-        for key, value in (optional_mapping(field, given) or {}).items():
-            if key not in table:
-                raise RerankInputError(
-                    f"{field}[{key!r}]",
-                    f"is not supported by the local backend (supported: {sorted(table)}); pass "
-                    "other LocalReranker arguments in reranker_kwargs",
-                )
-            if key in ("torch_dtype", "dtype") and not isinstance(value, str):
-                value = str(value).removeprefix("torch.")  # a torch.dtype object
-            out[table[key]] = value
-    return out
-
-
-def _check_backend_shape(backend: str) -> None:
-    """``"local"``, ``"remote"`` or a ``"module:Class"`` path (a typed error otherwise); the
-    module itself is imported in ``warm_up`` (after Haystack's allow-list check on loading)."""
-    if backend in BACKENDS:
-        return
-    module, sep, qualname = backend.partition(":")
-    if not sep or not module.strip() or not qualname.strip():
-        raise RerankInputError(
-            "backend", f"unknown backend {backend!r}: use 'local', 'remote' or 'module:Class'"
-        )
-
-
-def _check_token(token: Secret | None) -> None:
-    """The local backend downloads with huggingface_hub, which reads ``HF_TOKEN`` itself."""
-    if token is None:
-        return
-    value = token.resolve_value()
-    if value and value != os.environ.get("HF_TOKEN"):
-        raise RerankInputError(
-            "token",
-            "the local backend downloads through huggingface_hub, which reads HF_TOKEN: set the "
-            "token there (or log in with `hf auth login`) instead of passing a different one",
-        )
