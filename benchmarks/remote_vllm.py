@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import statistics
 import sys
 import tempfile
@@ -174,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         pool.shutdown()
     finally:
         server.stop()
+        shutil.rmtree(work, ignore_errors=True)
     o, s = results["overhead_100"], results["split_1000_by_64"]
     print("| row | ours (median) | bare httpx (median) | ours / bare |")
     print("|---|---|---|---|")
