@@ -191,3 +191,19 @@ def test_quantize_runner_refuses_what_it_cannot_quantise() -> None:
     runner = Runner()
     quantize_runner(torch, runner, "int8")
     assert quantized_linear_count(runner.module) == (1, 0)
+
+
+def test_config_round_trip_and_copies_keep_int8(tiny_xlmr_dir: Path) -> None:
+    import copy
+
+    from rerank_integrations import Reranker
+
+    with LocalReranker(str(tiny_xlmr_dir), device="cpu", quantize="int8") as r8:
+        config = r8.to_config()
+        assert config["quantize"] == "int8"
+        with Reranker.from_config(config) as rebuilt:
+            assert isinstance(rebuilt, LocalReranker) and rebuilt.quantize == "int8"
+        with copy.deepcopy(r8) as copied:
+            assert copied.quantize == "int8"
+            module = copied._engine._runner.module  # type: ignore[union-attr]
+            assert quantized_linear_count(module.base_model)[0] > 0
