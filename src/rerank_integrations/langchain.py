@@ -38,7 +38,6 @@ first-party -> ours is in docs/langchain.md; switching is docs/migrating.md):
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -51,15 +50,14 @@ from langchain_core.documents import BaseDocumentCompressor, Document  # noqa: E
 from langchain_core.load.serializable import Serializable  # noqa: E402
 from langchain_core.runnables import RunnableLambda  # noqa: E402
 from pydantic import (  # noqa: E402
-    BaseModel,
     ConfigDict,
     Field,
     PrivateAttr,
     SecretStr,
-    ValidationError,
     field_serializer,
 )
 
+from rerank_integrations.adapter_pydantic import SafePydanticAdapter  # noqa: E402
 from rerank_integrations.adapter_support import (  # noqa: E402
     LazyReranker,
     RerankOptions,
@@ -67,10 +65,8 @@ from rerank_integrations.adapter_support import (  # noqa: E402
     check_adapter_settings,
     key_after_unpickle,
     pair_results,
-    pydantic_adapter_state,
     refresh_from_fields,
     rerank_texts,
-    sanitized_validation_error,
     score_metadata,
 )
 from rerank_integrations.base import Reranker  # noqa: E402
@@ -80,7 +76,7 @@ from rerank_integrations.results import RerankResult  # noqa: E402
 __all__ = ["RerankCompressor"]
 
 
-class RerankCompressor(BaseDocumentCompressor, Serializable):
+class RerankCompressor(SafePydanticAdapter, BaseDocumentCompressor, Serializable):
     """Rerank retrieved documents with any :class:`~rerank_integrations.base.Reranker`.
 
     Give either ``reranker`` (a ready ``LocalReranker``/``RemoteReranker``/custom object) or
@@ -123,22 +119,6 @@ class RerankCompressor(BaseDocumentCompressor, Serializable):
     _holder: LazyReranker | None = PrivateAttr(default=None)
     _key_dropped: bool = PrivateAttr(default=False)
 
-    def __init__(self, **data: Any) -> None:
-        check_adapter_settings(data)  # the core's typed errors, before pydantic sees the input
-        try:
-            super().__init__(**data)
-        except ValidationError as exc:  # pydantic quotes inputs (the key): never shown
-            raise sanitized_validation_error(exc) from None
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        check_adapter_settings({name: value})  # ``c.top_n = 0`` fails here, not on later calls
-        try:
-            super().__setattr__(name, value)
-        except ValidationError as exc:
-            raise sanitized_validation_error(exc) from None
-        if name == "api_key":
-            self._key_dropped = False
-
     # --- pydantic / LangChain plumbing --------------------------------------------------
 
     @field_serializer("reranker")
@@ -146,34 +126,6 @@ class RerankCompressor(BaseDocumentCompressor, Serializable):
         if value is None:
             return None
         return dict(value) if isinstance(value, dict) else value.to_config()
-
-    def __getstate__(self) -> dict[Any, Any]:
-        """Pickle state: settings only (a ``reranker`` as its ``to_config()``), never the key
-        (re-read from ``RERANK_API_KEY`` on unpickling) nor the built reranker."""
-        return pydantic_adapter_state(BaseModel.__getstate__(self), keep_key=False)
-
-    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> RerankCompressor:
-        """A copy with its own reranker, rebuilt from the settings on first use."""
-        state = pydantic_adapter_state(BaseModel.__getstate__(self), keep_key=True)
-        new = type(self).__new__(type(self))
-        new.__setstate__(copy.deepcopy(state, memo))
-        return new
-
-    @classmethod
-    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> RerankCompressor:
-        """pydantic's ``model_validate``; errors never quote the input (the key)."""
-        try:
-            return super().model_validate(obj, *args, **kwargs)
-        except ValidationError as exc:
-            raise sanitized_validation_error(exc) from None
-
-    @classmethod
-    def model_validate_json(cls, json_data: Any, *args: Any, **kwargs: Any) -> RerankCompressor:
-        """pydantic's ``model_validate_json``; errors never quote the input (the key)."""
-        try:
-            return super().model_validate_json(json_data, *args, **kwargs)
-        except ValidationError as exc:
-            raise sanitized_validation_error(exc) from None
 
     def model_post_init(self, context: Any, /) -> None:
         # again after validation: model_validate / model_validate_json bypass __init__

@@ -62,7 +62,6 @@ rejected) are :mod:`rerank_integrations.adapter_support`'s. LlamaIndex specifics
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -79,7 +78,6 @@ from llama_index.core.bridge.pydantic import (  # noqa: E402
     Field,
     PrivateAttr,
     SecretStr,
-    ValidationError,
     field_serializer,
 )
 from llama_index.core.callbacks import CBEventType, EventPayload  # noqa: E402
@@ -91,6 +89,7 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor  # noqa: 
 from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore, QueryBundle  # noqa: E402
 from llama_index_instrumentation import get_dispatcher  # noqa: E402  (re-exported by core)
 
+from rerank_integrations.adapter_pydantic import SafePydanticAdapter  # noqa: E402
 from rerank_integrations.adapter_support import (  # noqa: E402
     RAW_SCORE_KEY,
     LazyReranker,
@@ -100,10 +99,8 @@ from rerank_integrations.adapter_support import (  # noqa: E402
     key_after_unpickle,
     metadata_enabled,
     pair_results,
-    pydantic_adapter_state,
     refresh_from_fields,
     rerank_texts,
-    sanitized_validation_error,
 )
 from rerank_integrations.base import Reranker  # noqa: E402
 from rerank_integrations.errors import RerankTypeError  # noqa: E402
@@ -134,7 +131,7 @@ def _visible_metadata(node: BaseNode, mode: MetadataMode) -> dict[str, Any]:
     return {k: v for k, v in node.metadata.items() if k not in excluded}
 
 
-class RerankPostprocessor(BaseNodePostprocessor):
+class RerankPostprocessor(SafePydanticAdapter, BaseNodePostprocessor):
     """Rerank retrieved nodes with any :class:`~rerank_integrations.base.Reranker`.
 
     Give either ``reranker`` or plain settings (``backend`` — ``"local"`` by default,
@@ -174,58 +171,14 @@ class RerankPostprocessor(BaseNodePostprocessor):
     _holder: LazyReranker | None = PrivateAttr(default=None)
     _key_dropped: bool = PrivateAttr(default=False)
 
-    def __init__(self, **data: Any) -> None:
-        check_adapter_settings(data)  # the core's typed errors, before pydantic sees the input
-        try:
-            super().__init__(**data)
-        except ValidationError as exc:  # pydantic quotes inputs (the key): never shown
-            raise sanitized_validation_error(exc) from None
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        check_adapter_settings({name: value})  # ``c.top_n = 0`` fails here, not on later calls
-        try:
-            super().__setattr__(name, value)
-        except ValidationError as exc:
-            raise sanitized_validation_error(exc) from None
-        if name == "api_key":
-            self._key_dropped = False
-
     @field_serializer("reranker")
     def _reranker_to_config(self, value: Reranker | dict[str, Any] | None) -> dict[str, Any] | None:
         if value is None:
             return None
         return dict(value) if isinstance(value, dict) else value.to_config()
 
-    def __getstate__(self) -> dict[str, Any]:
-        """Pickle state: settings only (a ``reranker`` as its ``to_config()``), never the key
-        (re-read from ``RERANK_API_KEY`` on unpickling) nor the built reranker."""
-        return pydantic_adapter_state(BaseModel.__getstate__(self), keep_key=False)
-
     def __setstate__(self, state: dict[str, Any]) -> None:
         BaseModel.__setstate__(self, state)
-
-    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> RerankPostprocessor:
-        """A copy with its own reranker, rebuilt from the settings on first use."""
-        state = pydantic_adapter_state(BaseModel.__getstate__(self), keep_key=True)
-        new = type(self).__new__(type(self))
-        new.__setstate__(copy.deepcopy(state, memo))
-        return new
-
-    @classmethod
-    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> RerankPostprocessor:
-        """pydantic's ``model_validate``; errors never quote the input (the key)."""
-        try:
-            return super().model_validate(obj, *args, **kwargs)
-        except ValidationError as exc:
-            raise sanitized_validation_error(exc) from None
-
-    @classmethod
-    def model_validate_json(cls, json_data: Any, *args: Any, **kwargs: Any) -> RerankPostprocessor:
-        """pydantic's ``model_validate_json``; errors never quote the input (the key)."""
-        try:
-            return super().model_validate_json(json_data, *args, **kwargs)
-        except ValidationError as exc:
-            raise sanitized_validation_error(exc) from None
 
     def model_post_init(self, context: Any, /) -> None:
         # again after validation: model_validate / model_validate_json bypass __init__
