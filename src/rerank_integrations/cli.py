@@ -26,6 +26,8 @@ from rerank_integrations.errors import RerankError, RerankInputError
 from rerank_integrations.ir.commands import COMMANDS as IR_COMMANDS
 from rerank_integrations.ir.commands import add_commands as add_ir_commands
 from rerank_integrations.ir.commands import run_command as run_ir_command
+from rerank_integrations.ir.commands import settings_from_args
+from rerank_integrations.ir.formats import parse_json_object
 from rerank_integrations.metadata import format_metadata
 from rerank_integrations.validation import validate_request
 
@@ -45,12 +47,7 @@ def read_jsonl_documents(lines: Iterable[str]) -> tuple[list[str], list[str] | N
         if not line.strip():
             continue
         field = f"line {number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise RerankInputError(field, f"not valid JSON ({exc.msg})") from exc
-        if not isinstance(record, dict):
-            raise RerankInputError(field, "must be a JSON object with a 'text' key")
+        record = parse_json_object(line, field, expected="a JSON object with a 'text' key")
         text = record.get("text")
         if not isinstance(text, str):
             raise RerankInputError(field, "'text' must be a string")
@@ -93,16 +90,6 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _settings(args: argparse.Namespace) -> dict[str, object]:
-    settings: dict[str, object] = {"backend": args.backend, "model": args.model}
-    if args.backend == "local":
-        optional = {"model_format": args.model_format, "device": args.device}
-    else:
-        optional = {"api_format": args.api_format, "base_url": args.base_url}
-    settings.update({k: v for k, v in optional.items() if v is not None})
-    return settings
-
-
 def write_ranked(
     reranker: Reranker,
     args: argparse.Namespace,
@@ -137,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         validate_request(
             args.query, texts, instruction=args.instruction, metadata=metadata, top_n=args.top_n
         )
-        with reranker_from_config(_settings(args)) as reranker:
+        with reranker_from_config(settings_from_args(args, args.model)) as reranker:
             write_ranked(reranker, args, texts, metadata, sys.stdout)
     except RerankError as exc:
         sys.stderr.write(f"error: {exc}\n")

@@ -52,3 +52,24 @@ def reranker_from_config(config: dict[str, Any]) -> Reranker:
     str_value("config['backend']", config["backend"])
     settings = {k: v for k, v in config.items() if k != "backend"}
     return resolve_backend(config["backend"])(**settings)
+
+
+def backend_settings(
+    backend: str,
+    model: str,
+    *,
+    model_format: str | None = None,
+    device: str | None = None,
+    api_format: str | None = None,
+    base_url: str | None = None,
+) -> dict[str, Any]:
+    """A ``to_config()``-style dict from command-line settings (the ``rerank``, ``run`` and
+    ``eval`` commands): the local backend takes ``model_format``/``device``, any other backend
+    ``api_format``/``base_url``; unset (``None``) values are left to the backend's defaults."""
+    settings: dict[str, Any] = {"backend": backend, "model": model}
+    if backend == "local":
+        optional = {"model_format": model_format, "device": device}
+    else:
+        optional = {"api_format": api_format, "base_url": base_url}
+    settings.update({k: v for k, v in optional.items() if v is not None})
+    return settings

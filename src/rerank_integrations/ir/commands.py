@@ -20,12 +20,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rerank_integrations.config import backend_settings
 from rerank_integrations.errors import RerankError, RerankInputError
 from rerank_integrations.validation import int_value, number_value, optional_int
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["COMMANDS", "add_commands", "run_command"]
+__all__ = ["COMMANDS", "add_commands", "run_command", "settings_from_args"]
 
 COMMANDS = ("run", "eval")
 
@@ -163,14 +164,12 @@ def _fields(text: str) -> list[str]:
     return [f.strip() for f in text.split(",") if f.strip()]
 
 
-def _settings(args: argparse.Namespace, model: str) -> dict[str, object]:
-    settings: dict[str, object] = {"backend": args.backend, "model": model}
-    if args.backend == "local":
-        optional = {"model_format": args.model_format, "device": args.device}
-    else:
-        optional = {"api_format": args.api_format, "base_url": args.base_url}
-    settings.update({k: v for k, v in optional.items() if v is not None})
-    return settings
+def settings_from_args(args: argparse.Namespace, model: str) -> dict[str, object]:
+    """The reranker settings the command-line options describe (``rerank``, ``run``, ``eval``)."""
+    return backend_settings(
+        args.backend, model, model_format=args.model_format, device=args.device,
+        api_format=args.api_format, base_url=args.base_url,
+    )  # fmt: skip
 
 
 def _rerankers(args: argparse.Namespace) -> list[tuple[str, dict[str, Any], str]]:
@@ -180,7 +179,7 @@ def _rerankers(args: argparse.Namespace) -> list[tuple[str, dict[str, Any], str]
 
     models = args.model if isinstance(args.model, list) else [args.model] * (args.model is not None)
     configs = args.config if isinstance(args.config, list) else [args.config] * bool(args.config)
-    out = [(tag_for(m), _settings(args, m), m) for m in models]
+    out = [(tag_for(m), settings_from_args(args, m), m) for m in models]
     for path in configs:
         config = load_config(path)
         name = config.get("model")

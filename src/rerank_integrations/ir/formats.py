@@ -30,6 +30,7 @@ from rerank_integrations.validation import text_value
 
 __all__ = [
     "BeirPaths",
+    "parse_json_object",
     "Document",
     "Qrels",
     "Query",
@@ -136,13 +137,19 @@ def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[str, dict[str, An
         if not line.strip():
             continue
         where = _where(p, number)
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise RerankInputError(where, f"not valid JSON ({exc.msg})") from None
-        if not isinstance(record, dict):
-            raise RerankInputError(where, "must be a JSON object")
-        yield where, record
+        yield where, parse_json_object(line, where)
+
+
+def parse_json_object(line: str, where: str, *, expected: str = "a JSON object") -> dict[str, Any]:
+    """One JSON line that must hold an object; a ``RerankInputError`` naming ``where`` (e.g.
+    ``"corpus.jsonl:3"`` or ``"line 3"``) otherwise. Shared by every JSONL reader."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise RerankInputError(where, f"not valid JSON ({exc.msg})") from None
+    if not isinstance(record, dict):
+        raise RerankInputError(where, f"must be {expected}")
+    return record
 
 
 def read_corpus(
