@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-# No test touches the internet: every model / tokenizer is built locally (tests/helpers/tiny_models.py).
+# No test touches the internet: every model / tokenizer is built locally
+# (tests/helpers/tiny_models.py).
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
