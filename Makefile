@@ -71,8 +71,9 @@ bench: env ref-env
 	$(VENV)/bin/python -m benchmarks.bench --ref-python $(abspath $(REF_VENV))/bin/python $(ARGS)
 
 lint: env
-	$(VENV)/bin/ruff check src tests examples
-	$(VENV)/bin/mypy
+	$(VENV)/bin/ruff check src tests examples benchmarks
+	$(VENV)/bin/ruff format --check src benchmarks
+	$(VENV)/bin/mypy  # strict; src/rerank_integrations and benchmarks (pyproject.toml)
 
 clean:
 	rm -rf $(VENV) $(REF_VENV) $(VLLM_VENV) $(INFINITY_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -233,12 +233,19 @@ class Meter:
 def _ours(model_dir: Path, fmt: str, device: str, dtype: str, **kwargs: Any) -> Any:
     from rerank_integrations.backends.local import LocalReranker
 
-    return LocalReranker(str(model_dir), model_format=fmt, device=device, dtype=dtype,
-                         instruction_mode="prepend", **kwargs)
+    return LocalReranker(
+        str(model_dir),
+        model_format=fmt,
+        device=device,
+        dtype=dtype,
+        instruction_mode="prepend",
+        **kwargs,
+    )
 
 
-def _ours_raw(reranker: Any, query: str, docs: tuple[str, ...], instruction: str | None
-              ) -> list[float]:
+def _ours_raw(
+    reranker: Any, query: str, docs: tuple[str, ...], instruction: str | None
+) -> list[float]:
     res = reranker.rerank(query, list(docs), instruction=instruction)
     raw = [0.0] * len(docs)
     for r in res:
@@ -262,12 +269,20 @@ def _trimmed(wl: Any, max_docs: int | None) -> Any:
     """The first ``max_docs`` documents of a workload (``--smoke``); unchanged when ``None``."""
     if max_docs is None:
         return wl
-    return replace(wl, documents=wl.documents[:max_docs],
-                   target_lengths=wl.target_lengths[:max_docs])
+    return replace(
+        wl, documents=wl.documents[:max_docs], target_lengths=wl.target_lengths[:max_docs]
+    )
 
 
-def _int8_fields(t_o: list[float], t_8: list[float], t_r: list[float], m_8: list[int],
-                 raw_o: list[float], raw_8: list[float], n_docs: int) -> dict[str, Any]:
+def _int8_fields(
+    t_o: list[float],
+    t_8: list[float],
+    t_r: list[float],
+    m_8: list[int],
+    raw_o: list[float],
+    raw_8: list[float],
+    n_docs: int,
+) -> dict[str, Any]:
     """The int8 columns of a row: speed vs our fp32 (best of N, and the median of the per-repeat
     side-by-side ratios), vs the reference, peak memory, agreement with our fp32 scores."""
     from benchmarks.agreement import agreement
@@ -275,12 +290,17 @@ def _int8_fields(t_o: list[float], t_8: list[float], t_r: list[float], m_8: list
     agree = agreement(raw_o, raw_8, k=10)
     t8 = min(t_8)
     return {
-        "int8_s": t8, "int8_docs_s": n_docs / t8, "int8_vs_fp32": min(t_o) / t8,
+        "int8_s": t8,
+        "int8_docs_s": n_docs / t8,
+        "int8_vs_fp32": min(t_o) / t8,
         "int8_vs_fp32_median": statistics.median(o / e for o, e in zip(t_o, t_8, strict=True)),
         "int8_vs_fp32_repeats": [o / e for o, e in zip(t_o, t_8, strict=True)],
-        "int8_vs_ref": min(t_r) / t8, "int8_peak_mb": max(m_8) / 2**20,
-        "int8_spearman": agree["spearman"], "int8_top10": agree["top_k"],
-        "int8_max_abs_delta": agree["max_abs_delta"], "int8_fp32_spread": agree["spread"],
+        "int8_vs_ref": min(t_r) / t8,
+        "int8_peak_mb": max(m_8) / 2**20,
+        "int8_spearman": agree["spearman"],
+        "int8_top10": agree["top_k"],
+        "int8_max_abs_delta": agree["max_abs_delta"],
+        "int8_fp32_spread": agree["spread"],
     }
 
 
@@ -305,15 +325,17 @@ def run_local(args: argparse.Namespace) -> dict[str, Any]:
     w4_rows: list[dict[str, Any]] = []
     oom_rows: list[dict[str, Any]] = []
     model_profile = "gpu-smoke" if args.smoke else args.profile
-    jobs: list[tuple[str, str, list[str]]] = [(f, model_profile, list(args.workloads))
-                                              for f in args.formats]
+    jobs: list[tuple[str, str, list[str]]] = [
+        (f, model_profile, list(args.workloads)) for f in args.formats
+    ]
     if args.profile == "cpu" and "W3" in args.workloads and "ctxl-v2" in args.formats:
         jobs.append(("ctxl-v2", "cpu-realvocab", ["W3"]))
     for fmt, profile, wls in jobs:
         arch = models.arch_for(fmt, profile)
         t0 = time.perf_counter()
-        mdir = models.build_model(fmt, profile, root, device=device if accel else "cpu",
-                                  dtype=dtype)
+        mdir = models.build_model(
+            fmt, profile, root, device=device if accel else "cpu", dtype=dtype
+        )
         log.info("%s/%s model ready in %.1fs (%s)", fmt, profile, time.perf_counter() - t0, arch)
         tok = AutoTokenizer.from_pretrained(mdir)
         ours_kwargs = json.loads(args.ours_kwargs)
@@ -322,10 +344,18 @@ def run_local(args: argparse.Namespace) -> dict[str, Any]:
 
             ours_kwargs.setdefault("token_budget", DEFAULT_TOKEN_BUDGETS["cuda"])
         ours = _ours(mdir, fmt, device, dtype, **ours_kwargs)
-        int8 = (_ours(mdir, fmt, device, dtype, quantize="int8", **ours_kwargs)
-                if args.int8 and profile == "cpu" else None)
-        ref = make_reference(fmt, str(mdir), device=device, dtype=dtype,
-                             batch_size=1 if profile == "cpu-realvocab" else 32)
+        int8 = (
+            _ours(mdir, fmt, device, dtype, quantize="int8", **ours_kwargs)
+            if args.int8 and profile == "cpu"
+            else None
+        )
+        ref = make_reference(
+            fmt,
+            str(mdir),
+            device=device,
+            dtype=dtype,
+            batch_size=1 if profile == "cpu-realvocab" else 32,
+        )
         w2_raw: tuple[Any, list[float]] | None = None
         for wname in wls:
             wl = _workload(wname, tok, args)
@@ -356,17 +386,28 @@ def run_local(args: argparse.Namespace) -> dict[str, Any]:
             delta = max(abs(a - b) for a, b in zip(raw_o, raw_r, strict=True))
             to, tr = min(t_o), min(t_r)  # best of N: the least disturbed run
             row = {
-                "format": fmt, "profile": profile, "workload": wname, "arch": arch.label,
+                "format": fmt,
+                "profile": profile,
+                "workload": wname,
+                "arch": arch.label,
                 "head_share_real": models.head_share(models.REAL[fmt]),
-                "head_share_model": models.head_share(arch), "vocab": arch.vocab,
-                "docs": len(docs), "tokens": sum(counts),
-                "ours_s": to, "ref_s": tr, "ours_docs_s": len(docs) / to,
-                "ref_docs_s": len(docs) / tr, "ratio": tr / to,
+                "head_share_model": models.head_share(arch),
+                "vocab": arch.vocab,
+                "docs": len(docs),
+                "tokens": sum(counts),
+                "ours_s": to,
+                "ref_s": tr,
+                "ours_docs_s": len(docs) / to,
+                "ref_docs_s": len(docs) / tr,
+                "ratio": tr / to,
                 "ratio_median": statistics.median(r / o for o, r in zip(t_o, t_r, strict=True)),
-                "ours_peak_mb": max(m_o) / 2**20, "ref_peak_mb": max(m_r) / 2**20,
+                "ours_peak_mb": max(m_o) / 2**20,
+                "ref_peak_mb": max(m_r) / 2**20,
                 "max_abs_delta": delta,
                 "score_spread": max(raw_r) - min(raw_r),
-                "reference": ref.name, "device": device, "dtype": dtype,
+                "reference": ref.name,
+                "device": device,
+                "dtype": dtype,
                 "model_tflop": _model_flops(arch, counts) / 1e12,
             }
             if int8 is not None:
@@ -415,8 +456,15 @@ def activation_bytes_per_token(arch: models.Arch, dtype_bytes: int = 2) -> int:
     return int(dtype_bytes * (3 * arch.intermediate + 4 * arch.hidden))
 
 
-def run_oom(mdir: Path, fmt: str, device: str, dtype: str, arch: Any,
-            w2: tuple[Any, list[float]], cuda: CudaOps) -> dict[str, Any]:
+def run_oom(
+    mdir: Path,
+    fmt: str,
+    device: str,
+    dtype: str,
+    arch: Any,
+    w2: tuple[Any, list[float]],
+    cuda: CudaOps,
+) -> dict[str, Any]:
     """OOM back-off: W2 as ONE oversized batch (token budget unbounded) under a memory cap of
     :data:`OOM_CAP_TOKENS` tokens of activations above the weights. The engine must split the
     batch in halves until the parts fit, and score exactly as the normal run (same bf16 batch
@@ -425,8 +473,9 @@ def run_oom(mdir: Path, fmt: str, device: str, dtype: str, arch: Any,
 
     wl, expected = w2
     q, docs, ins = wl.query, wl.documents, wl.instruction
-    big = _ours(mdir, fmt, device, dtype, token_budget=10**9, batch_size=len(docs),
-                prefix_caching=False)
+    big = _ours(
+        mdir, fmt, device, dtype, token_budget=10**9, batch_size=len(docs), prefix_caching=False
+    )
     runner = big._engine._runner
     bpt = activation_bytes_per_token(arch)
     # a third of the workload's document tokens at most, so a few-document --smoke run halves too
@@ -458,11 +507,16 @@ def run_oom(mdir: Path, fmt: str, device: str, dtype: str, arch: Any,
     big.close()
     ooms = [n for n, was_oom in attempts if was_oom]
     row: dict[str, Any] = {
-        "format": fmt, "docs": len(docs), "cap_tokens": cap_tokens,
-        "bytes_per_token": bpt, "first_batch": attempts[0][0] if attempts else 0,
-        "oom_batches": len(ooms), "largest_fitting_batch": max(
-            (n for n, was_oom in attempts if not was_oom), default=0),
-        "ok": ok, "error": error, "wall_s": wall,
+        "format": fmt,
+        "docs": len(docs),
+        "cap_tokens": cap_tokens,
+        "bytes_per_token": bpt,
+        "first_batch": attempts[0][0] if attempts else 0,
+        "oom_batches": len(ooms),
+        "largest_fitting_batch": max((n for n, was_oom in attempts if not was_oom), default=0),
+        "ok": ok,
+        "error": error,
+        "wall_s": wall,
     }
     if ok:
         row["max_abs_delta"] = max(abs(a - b) for a, b in zip(raw, expected, strict=True))
@@ -499,10 +553,18 @@ def run_w4(ours: Any, tok: Any, args: argparse.Namespace) -> dict[str, Any]:
         da = {r.index: r.raw_score for r in a}
         delta = max(delta, *(abs(da[r.index] - r.raw_score) for r in b))
     n_docs = sum(w.n_docs for w in wls)
-    return {"format": ours.model_format, "calls": len(wls), "docs": n_docs,
-            "sequential_s": t_seq, "concurrent_s": t_conc,
-            "sequential_docs_s": n_docs / t_seq, "concurrent_docs_s": n_docs / t_conc,
-            "speedup": t_seq / t_conc, "max_abs_delta": delta, "same_order": same_order}
+    return {
+        "format": ours.model_format,
+        "calls": len(wls),
+        "docs": n_docs,
+        "sequential_s": t_seq,
+        "concurrent_s": t_conc,
+        "sequential_docs_s": n_docs / t_seq,
+        "concurrent_docs_s": n_docs / t_conc,
+        "speedup": t_seq / t_conc,
+        "max_abs_delta": delta,
+        "same_order": same_order,
+    }
 
 
 def _stem(args: argparse.Namespace) -> str:
@@ -514,7 +576,8 @@ def _write_partial(args: argparse.Namespace, rows: list[Any], w4: list[Any]) -> 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{_stem(args)}-local.partial.json").write_text(
-        json.dumps({"local": rows, "w4": w4}, indent=1), encoding="utf-8")
+        json.dumps({"local": rows, "w4": w4}, indent=1), encoding="utf-8"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -581,11 +644,17 @@ def run_adapters(args: argparse.Namespace) -> dict[str, Any]:
     rows = []
     for k in ("langchain", "llama_index", "haystack"):
         over = fake_t[k] - fake_t["direct"]
-        rows.append({"adapter": k, "fake_direct_ms": fake_t["direct"] * 1e3,
-                     "fake_adapter_ms": fake_t[k] * 1e3, "overhead_ms": over * 1e3,
-                     "local_direct_s": direct_local,
-                     "overhead_pct_of_local": 100 * over / direct_local,
-                     "overhead_pct_of_200ms": 100 * over / 0.2})
+        rows.append(
+            {
+                "adapter": k,
+                "fake_direct_ms": fake_t["direct"] * 1e3,
+                "fake_adapter_ms": fake_t[k] * 1e3,
+                "overhead_ms": over * 1e3,
+                "local_direct_s": direct_local,
+                "overhead_pct_of_local": 100 * over / direct_local,
+                "overhead_pct_of_200ms": 100 * over / 0.2,
+            }
+        )
     return {"adapters": rows}
 
 
@@ -620,16 +689,29 @@ def run_remote(args: argparse.Namespace) -> dict[str, Any]:
             res = rr.rerank("query", docs)
             wall = time.perf_counter() - t0
             assert len(res) == 2000 and sorted(r.index for r in res) == list(range(2000))
-            out.append({"setting": label, "one_round_trip_s": one_rt, "wall_s": wall,
-                        "ratio": wall / one_rt, "requests": len(server.bodies()) - before})
+            out.append(
+                {
+                    "setting": label,
+                    "one_round_trip_s": one_rt,
+                    "wall_s": wall,
+                    "ratio": wall / one_rt,
+                    "requests": len(server.bodies()) - before,
+                }
+            )
             if not kwargs:  # the same reranker again: it plans with the limit it learnt
                 before = len(server.bodies())
                 t0 = time.perf_counter()
                 rr.rerank("query", docs)
                 wall = time.perf_counter() - t0
-                out.append({"setting": "limit learnt: next call", "one_round_trip_s": one_rt,
-                            "wall_s": wall, "ratio": wall / one_rt,
-                            "requests": len(server.bodies()) - before})
+                out.append(
+                    {
+                        "setting": "limit learnt: next call",
+                        "one_round_trip_s": one_rt,
+                        "wall_s": wall,
+                        "ratio": wall / one_rt,
+                        "requests": len(server.bodies()) - before,
+                    }
+                )
             rr.close()
     return {"remote": out}
 
@@ -643,9 +725,14 @@ def machine(device: str, cuda: CudaOps | None = None) -> dict[str, Any]:
     import torch
     import transformers
 
-    info = {"python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "cpus": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "platform": platform.platform()}
+    info = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+    }
     with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as fh:
         for line in fh:
             if line.startswith("model name"):
@@ -710,43 +797,60 @@ def render(res: dict[str, Any]) -> str:
                 f"| {r['int8_vs_ref']:.2f}x "
                 f"| {r['ours_peak_mb']:.0f} / {r['int8_peak_mb']:.0f} / {r['ref_peak_mb']:.0f} "
                 f"| {r['int8_spearman']:.4f} | {r['int8_top10']:.1f} "
-                f"| {r['int8_max_abs_delta']:.3f} ({r['int8_fp32_spread']:.2g}) |")
+                f"| {r['int8_max_abs_delta']:.3f} ({r['int8_fp32_spread']:.2g}) |"
+            )
         lines.append("")
     if res.get("oom"):
-        lines += ["| OOM back-off format | docs | cap (tokens) | first batch | OOM batches"
-                  " | largest fitting batch | scored | max abs d raw vs normal run |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "| OOM back-off format | docs | cap (tokens) | first batch | OOM batches"
+            " | largest fitting batch | scored | max abs d raw vs normal run |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for r in res["oom"]:
             d = f"{r['max_abs_delta']:.1e}" if r["ok"] else r["error"][:60]
-            lines.append(f"| {r['format']} | {r['docs']} | {r['cap_tokens']} | {r['first_batch']}"
-                         f" | {r['oom_batches']} | {r['largest_fitting_batch']} | {r['ok']}"
-                         f" | {d} |")
+            lines.append(
+                f"| {r['format']} | {r['docs']} | {r['cap_tokens']} | {r['first_batch']}"
+                f" | {r['oom_batches']} | {r['largest_fitting_batch']} | {r['ok']}"
+                f" | {d} |"
+            )
         lines.append("")
     if res.get("w4"):
-        lines += ["| W4 format | calls x docs | sequential docs/s | concurrent docs/s | speedup"
-                  " | max abs d raw | same order |", "|---|---|---|---|---|---|---|"]
+        lines += [
+            "| W4 format | calls x docs | sequential docs/s | concurrent docs/s | speedup"
+            " | max abs d raw | same order |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for r in res["w4"]:
             lines.append(
                 f"| {r['format']} | {r['calls']} x {r['docs'] // r['calls']} "
                 f"| {r['sequential_docs_s']:.1f} | {r['concurrent_docs_s']:.1f} "
-                f"| **{r['speedup']:.2f}x** | {r['max_abs_delta']:.1e} | {r['same_order']} |")
+                f"| **{r['speedup']:.2f}x** | {r['max_abs_delta']:.1e} | {r['same_order']} |"
+            )
         lines.append("")
     if res.get("adapters"):
-        lines += ["| adapter | fake: direct ms | fake: adapter ms | overhead ms | overhead % of "
-                  "the local W1 call (direct s) | overhead % of a 200 ms remote call |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            "| adapter | fake: direct ms | fake: adapter ms | overhead ms | overhead % of "
+            "the local W1 call (direct s) | overhead % of a 200 ms remote call |",
+            "|---|---|---|---|---|---|",
+        ]
         for r in res["adapters"]:
             lines.append(
                 f"| {r['adapter']} | {r['fake_direct_ms']:.2f} | {r['fake_adapter_ms']:.2f} "
                 f"| {r['overhead_ms']:.2f} | **{r['overhead_pct_of_local']:.3f}%** "
-                f"({r['local_direct_s']:.2f} s) | {r['overhead_pct_of_200ms']:.2f}% |")
+                f"({r['local_direct_s']:.2f} s) | {r['overhead_pct_of_200ms']:.2f}% |"
+            )
         lines.append("")
     if res.get("remote"):
-        lines += ["| remote (2,000 docs, 100/request, 200 ms) | one round trip s | wall s "
-                  "| wall / round trip | requests served |", "|---|---|---|---|---|"]
+        lines += [
+            "| remote (2,000 docs, 100/request, 200 ms) | one round trip s | wall s "
+            "| wall / round trip | requests served |",
+            "|---|---|---|---|---|",
+        ]
         for r in res["remote"]:
-            lines.append(f"| {r['setting']} | {r['one_round_trip_s']:.3f} | {r['wall_s']:.3f} "
-                         f"| **{r['ratio']:.2f}x** | {r['requests']} |")
+            lines.append(
+                f"| {r['setting']} | {r['one_round_trip_s']:.3f} | {r['wall_s']:.3f} "
+                f"| **{r['ratio']:.2f}x** | {r['requests']} |"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -764,19 +868,39 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default=None)
     p.add_argument("--model-dir", default=str(ROOT / ".cache" / "bench-models"))
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
-    p.add_argument("--ref-python", default=None,
-                   help="run the local part in this interpreter (the .venv-ref with mxbai-rerank)")
+    p.add_argument(
+        "--ref-python",
+        default=None,
+        help="run the local part in this interpreter (the .venv-ref with mxbai-rerank)",
+    )
     p.add_argument("--json", default=None, help=argparse.SUPPRESS)
-    p.add_argument("--ours-kwargs", default="{}",
-                   help='extra LocalReranker kwargs (JSON), e.g. \'{"prefix_caching": false}\'')
-    p.add_argument("--int8", action=argparse.BooleanOptionalAction, default=None,
-                   help='also run quantize="int8" in every cell (default: on for the cpu profile)')
-    p.add_argument("--smoke", action="store_true",
-                   help="with --profile gpu: the whole GPU code path on the CPU, tiny configs")
-    p.add_argument("--max-docs", type=int, default=None,
-                   help="first N documents of each workload (default: all; --smoke: 8)")
-    p.add_argument("--oom-formats", default=None,
-                   help="formats that run the OOM back-off step (gpu profile; default ctxl-v2)")
+    p.add_argument(
+        "--ours-kwargs",
+        default="{}",
+        help="extra LocalReranker kwargs (JSON), e.g. '{\"prefix_caching\": false}'",
+    )
+    p.add_argument(
+        "--int8",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help='also run quantize="int8" in every cell (default: on for the cpu profile)',
+    )
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="with --profile gpu: the whole GPU code path on the CPU, tiny configs",
+    )
+    p.add_argument(
+        "--max-docs",
+        type=int,
+        default=None,
+        help="first N documents of each workload (default: all; --smoke: 8)",
+    )
+    p.add_argument(
+        "--oom-formats",
+        default=None,
+        help="formats that run the OOM back-off step (gpu profile; default ctxl-v2)",
+    )
     args = p.parse_args(argv)
     if args.smoke and args.profile != "gpu":
         p.error("--smoke is the GPU profile's CPU smoke mode: pass --profile gpu")
@@ -812,14 +936,35 @@ def main(argv: list[str] | None = None) -> int:
             merged: dict[str, Any] = {"local": [], "w4": []}
             if there:
                 sub = out / f"{args.profile}-local-ref-env.json"
-                cmd = [args.ref_python, "-m", "benchmarks.bench", "--parts", "local",
-                       "--profile", args.profile, "--formats", ",".join(there),
-                       "--workloads", ",".join(args.workloads), "--w4-formats",
-                       ",".join(args.w4_formats) or "none", "--repeats", str(args.repeats),
-                       "--seed", str(args.seed), "--model-dir", args.model_dir,
-                       "--out", str(out), "--json", str(sub), "--ours-kwargs", args.ours_kwargs,
-                       "--int8" if args.int8 else "--no-int8",
-                       *(["--max-docs", str(args.max_docs)] if args.max_docs else [])]
+                cmd = [
+                    args.ref_python,
+                    "-m",
+                    "benchmarks.bench",
+                    "--parts",
+                    "local",
+                    "--profile",
+                    args.profile,
+                    "--formats",
+                    ",".join(there),
+                    "--workloads",
+                    ",".join(args.workloads),
+                    "--w4-formats",
+                    ",".join(args.w4_formats) or "none",
+                    "--repeats",
+                    str(args.repeats),
+                    "--seed",
+                    str(args.seed),
+                    "--model-dir",
+                    args.model_dir,
+                    "--out",
+                    str(out),
+                    "--json",
+                    str(sub),
+                    "--ours-kwargs",
+                    args.ours_kwargs,
+                    "--int8" if args.int8 else "--no-int8",
+                    *(["--max-docs", str(args.max_docs)] if args.max_docs else []),
+                ]
                 subprocess.run(cmd, check=True, cwd=ROOT)
                 sub_res = json.loads(sub.read_text(encoding="utf-8"))
                 merged["local"] += sub_res["local"]

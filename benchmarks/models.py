@@ -82,14 +82,27 @@ class Arch:
 
 
 REAL: dict[str, Arch] = {
-    "ctxl-v2": Arch("ctxl-rerank-v2-1b (Qwen3, 1.7B-class)", "qwen3", 2048, 28, 6144, 16, 8, 128,
-                    151_669, 32_768),
-    "mxbai-v2": Arch("mxbai-rerank-large-v2 (Qwen2-1.5B)", "qwen2", 1536, 28, 8960, 12, 2, 128,
-                     151_936, 32_768),
-    "qwen3": Arch("Qwen3-Reranker-0.6B (Qwen3)", "qwen3", 1024, 28, 3072, 16, 8, 128, 151_669,
-                  32_768),
-    "cross-encoder": Arch("jina-reranker-v2-base (XLM-R base)", "xlmr", 768, 12, 3072, 12, 12,
-                          64, 250_002, 1_026),
+    "ctxl-v2": Arch(
+        "ctxl-rerank-v2-1b (Qwen3, 1.7B-class)",
+        "qwen3",
+        2048,
+        28,
+        6144,
+        16,
+        8,
+        128,
+        151_669,
+        32_768,
+    ),
+    "mxbai-v2": Arch(
+        "mxbai-rerank-large-v2 (Qwen2-1.5B)", "qwen2", 1536, 28, 8960, 12, 2, 128, 151_936, 32_768
+    ),
+    "qwen3": Arch(
+        "Qwen3-Reranker-0.6B (Qwen3)", "qwen3", 1024, 28, 3072, 16, 8, 128, 151_669, 32_768
+    ),
+    "cross-encoder": Arch(
+        "jina-reranker-v2-base (XLM-R base)", "xlmr", 768, 12, 3072, 12, 12, 64, 250_002, 1_026
+    ),
 }
 
 
@@ -114,8 +127,9 @@ def _scaled(real: Arch, *, real_vocab: bool) -> Arch:
         hd, kv_heads = h // heads, heads
     layers = 2
     target_per_layer = (heads * hd) * real.linear_params_per_layer() / real.attn_width
-    probe = replace(real, hidden=h, heads=heads, kv_heads=kv_heads, head_dim=hd, layers=layers,
-                    intermediate=0)
+    probe = replace(
+        real, hidden=h, heads=heads, kv_heads=kv_heads, head_dim=hd, layers=layers, intermediate=0
+    )
     attn_params = probe.linear_params_per_layer()
     mlp_mult = 2 if real.kind == "xlmr" else 3
     inter = max(64, round((target_per_layer - attn_params) / (mlp_mult * h)))
@@ -139,9 +153,17 @@ def arch_for(fmt: str, profile: str) -> Arch:
         return _scaled(real, real_vocab=True)
     if profile == "gpu-smoke":
         xlmr = real.kind == "xlmr"
-        return replace(real, label=f"{real.label} -> gpu-smoke", hidden=32, layers=1,
-                       intermediate=64, heads=2, kv_heads=2 if xlmr else 1, head_dim=16,
-                       vocab=1280)
+        return replace(
+            real,
+            label=f"{real.label} -> gpu-smoke",
+            hidden=32,
+            layers=1,
+            intermediate=64,
+            heads=2,
+            kv_heads=2 if xlmr else 1,
+            head_dim=16,
+            vocab=1280,
+        )
     raise ValueError(f"unknown profile {profile!r}")
 
 
@@ -151,13 +173,29 @@ def arch_for(fmt: str, profile: str) -> Arch:
 
 _TEMPLATE_TEXT = [
     "Check whether a given document contains information helpful to answer the query.\n",
-    "<Document> ", "<Query> ", " ??", "<Instruct>: ", "<Query>: ", "<Document>: ",
+    "<Document> ",
+    "<Query> ",
+    " ??",
+    "<Instruct>: ",
+    "<Query>: ",
+    "<Document>: ",
     "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.",
-    "query: ", "document: ", "instruction: ", "Relevance:", "yes", "no", "0", "1", " yes", " no",
+    "query: ",
+    "document: ",
+    "instruction: ",
+    "Relevance:",
+    "yes",
+    "no",
+    "0",
+    "1",
+    " yes",
+    " no",
     "You are a search relevance expert who evaluates how well documents match search queries.",
     "Judge whether the Document meets the requirements based on the Query and the Instruct",
     'provided. Note that the answer can only be "yes" or "no".\n<think>\n\n</think>\n\n',
-    "why?\ndocument: x\n", "ok.\n", "no!\n",
+    "why?\ndocument: x\n",
+    "ok.\n",
+    "no!\n",
 ]
 
 
@@ -173,14 +211,20 @@ def build_qwen_like_tokenizer(out: Path, vocab_size: int = 1200) -> dict[str, in
 
     out.mkdir(parents=True, exist_ok=True)
     tok = Tokenizer(models.BPE(unk_token=None, byte_fallback=False))
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(QWEN_SPLIT_REGEX), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False),
-    ])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(QWEN_SPLIT_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False),
+        ]
+    )
     tok.decoder = decoders.ByteLevel(  # type: ignore[call-arg]  # the stub lags the library
-        add_prefix_space=False, trim_offsets=False, use_regex=False)
+        add_prefix_space=False, trim_offsets=False, use_regex=False
+    )
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, min_frequency=2, show_progress=False, special_tokens=[],
+        vocab_size=vocab_size,
+        min_frequency=2,
+        show_progress=False,
+        special_tokens=[],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tok.train_from_iterator(_training_corpus(), trainer=trainer)
@@ -190,16 +234,28 @@ def build_qwen_like_tokenizer(out: Path, vocab_size: int = 1200) -> dict[str, in
     for word in ("yes", "no", "0", "1"):
         assert len(tok.encode(word, add_special_tokens=False).ids) == 1, word
     tok.save(str(out / "tokenizer.json"))
-    _write_json(out / "tokenizer_config.json", {
-        "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": None,
-        "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>", "unk_token": None,
-        "additional_special_tokens": ["<|im_start|>"], "model_max_length": 32768,
-        "clean_up_tokenization_spaces": False, "split_special_tokens": False,
-    })
-    _write_json(out / "special_tokens_map.json", {
-        "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>",
-        "additional_special_tokens": ["<|im_start|>"],
-    })
+    _write_json(
+        out / "tokenizer_config.json",
+        {
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "bos_token": None,
+            "eos_token": "<|im_end|>",
+            "pad_token": "<|endoftext|>",
+            "unk_token": None,
+            "additional_special_tokens": ["<|im_start|>"],
+            "model_max_length": 32768,
+            "clean_up_tokenization_spaces": False,
+            "split_special_tokens": False,
+        },
+    )
+    _write_json(
+        out / "special_tokens_map.json",
+        {
+            "eos_token": "<|im_end|>",
+            "pad_token": "<|endoftext|>",
+            "additional_special_tokens": ["<|im_start|>"],
+        },
+    )
     ids = {t: tok.token_to_id(t) for t in specials}
     assert all(i is not None for i in ids.values()), ids
     return {t: int(i or 0) for t, i in ids.items()} | {"size": tok.get_vocab_size(True)}
@@ -224,22 +280,36 @@ def build_xlmr_like_tokenizer(out: Path, vocab_size: int = 1200, max_len: int = 
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
     specials = ["<s>", "<pad>", "</s>", "<unk>"]
-    trainer = trainers.UnigramTrainer(vocab_size=vocab_size, show_progress=False,
-                                      special_tokens=specials, unk_token="<unk>")
+    trainer = trainers.UnigramTrainer(
+        vocab_size=vocab_size, show_progress=False, special_tokens=specials, unk_token="<unk>"
+    )
     tok.train_from_iterator(_training_corpus(), trainer=trainer)
     tok.add_special_tokens([AddedToken("<mask>", lstrip=True, special=True)])
     tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
+        single="<s> $A </s>",
+        pair="<s> $A </s> </s> $B </s>",
         special_tokens=[("<s>", 0), ("</s>", 2)],
     )
     tok.save(str(out / "tokenizer.json"))
-    sp = {"bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>", "cls_token": "<s>",
-          "unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>"}
-    _write_json(out / "tokenizer_config.json", {
-        "tokenizer_class": "PreTrainedTokenizerFast", **sp, "model_max_length": max_len,
-        "model_input_names": ["input_ids", "attention_mask"],
-        "clean_up_tokenization_spaces": False,
-    })
+    sp = {
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "sep_token": "</s>",
+        "cls_token": "<s>",
+        "unk_token": "<unk>",
+        "pad_token": "<pad>",
+        "mask_token": "<mask>",
+    }
+    _write_json(
+        out / "tokenizer_config.json",
+        {
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            **sp,
+            "model_max_length": max_len,
+            "model_input_names": ["input_ids", "attention_mask"],
+            "clean_up_tokenization_spaces": False,
+        },
+    )
     _write_json(out / "special_tokens_map.json", sp)
     return int(tok.get_vocab_size(True))
 
@@ -257,7 +327,12 @@ _DIR_NAMES = {
 
 
 def build_model(
-    fmt: str, profile: str, root: Path, *, seed: int = 0, device: str = "cpu",
+    fmt: str,
+    profile: str,
+    root: Path,
+    *,
+    seed: int = 0,
+    device: str = "cpu",
     dtype: str = "float32",
 ) -> Path:
     """Write ``root/<name>-<profile>`` (config, safetensors weights, tokenizer); cached by a
@@ -275,14 +350,24 @@ def build_model(
     torch_dtype = getattr(torch, dtype)
     torch.manual_seed(seed)
     if a.kind == "xlmr":
-        size = _cached_tokenizer(root, "xlmr", out, lambda d: build_xlmr_like_tokenizer(
-            d, max_len=a.max_positions - 2))
+        size = _cached_tokenizer(
+            root, "xlmr", out, lambda d: build_xlmr_like_tokenizer(d, max_len=a.max_positions - 2)
+        )
         assert size <= a.vocab
         cfg: Any = transformers.XLMRobertaConfig(  # type: ignore[call-arg]  # num_labels: kwargs
-            vocab_size=a.vocab, hidden_size=a.hidden, num_hidden_layers=a.layers,
-            num_attention_heads=a.heads, intermediate_size=a.intermediate, hidden_act="gelu",
-            max_position_embeddings=a.max_positions, type_vocab_size=1, layer_norm_eps=1e-5,
-            pad_token_id=1, bos_token_id=0, eos_token_id=2, num_labels=1,
+            vocab_size=a.vocab,
+            hidden_size=a.hidden,
+            num_hidden_layers=a.layers,
+            num_attention_heads=a.heads,
+            intermediate_size=a.intermediate,
+            hidden_act="gelu",
+            max_position_embeddings=a.max_positions,
+            type_vocab_size=1,
+            layer_norm_eps=1e-5,
+            pad_token_id=1,
+            bos_token_id=0,
+            eos_token_id=2,
+            num_labels=1,
             initializer_range=0.02,
         )
         cls: Any = transformers.XLMRobertaForSequenceClassification
@@ -290,12 +375,20 @@ def build_model(
         ids = _cached_tokenizer(root, "qwen", out, build_qwen_like_tokenizer)
         assert ids["size"] <= a.vocab, (ids, a.vocab)
         common = dict(
-            vocab_size=a.vocab, hidden_size=a.hidden, intermediate_size=a.intermediate,
-            num_hidden_layers=a.layers, num_attention_heads=a.heads,
-            num_key_value_heads=a.kv_heads, max_position_embeddings=a.max_positions,
-            tie_word_embeddings=False, initializer_range=0.02, rms_norm_eps=1e-6,
-            rope_theta=1_000_000.0, bos_token_id=ids["<|endoftext|>"],
-            eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
+            vocab_size=a.vocab,
+            hidden_size=a.hidden,
+            intermediate_size=a.intermediate,
+            num_hidden_layers=a.layers,
+            num_attention_heads=a.heads,
+            num_key_value_heads=a.kv_heads,
+            max_position_embeddings=a.max_positions,
+            tie_word_embeddings=False,
+            initializer_range=0.02,
+            rms_norm_eps=1e-6,
+            rope_theta=1_000_000.0,
+            bos_token_id=ids["<|endoftext|>"],
+            eos_token_id=ids["<|im_end|>"],
+            pad_token_id=ids["<|endoftext|>"],
             use_sliding_window=False,
         )
         if a.kind == "qwen3":

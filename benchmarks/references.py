@@ -59,8 +59,9 @@ class PlainCausal:
 
     name = "plain transformers recipe"
 
-    def __init__(self, model_dir: str, fmt: str, *, device: str, dtype: str,
-                 batch_size: int = 32) -> None:
+    def __init__(
+        self, model_dir: str, fmt: str, *, device: str, dtype: str, batch_size: int = 32
+    ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -71,9 +72,10 @@ class PlainCausal:
         self.tok = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
         if self.tok.pad_token is None:
             self.tok.pad_token = self.tok.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(
+        model = AutoModelForCausalLM.from_pretrained(
             model_dir, torch_dtype=_torch_dtype(torch, dtype), attn_implementation="sdpa"
-        ).to(device).eval()
+        )
+        self.model = model.to(device).eval()  # type: ignore[arg-type]
 
         def one(t: str) -> int:
             ids = self.tok(t, add_special_tokens=False)["input_ids"]
@@ -89,8 +91,8 @@ class PlainCausal:
     def _ids(self, query: str, docs: Sequence[str], instruction: str | None) -> list[list[int]]:
         enc = self.tok
         if self.fmt == "ctxl-v2":
-            tail = f" {instruction}" if instruction else ""
-            texts = [f"{CTXL_HEAD}\n<Document> {d}\n<Query> {query}{tail} ??" for d in docs]
+            appended = f" {instruction}" if instruction else ""
+            texts = [f"{CTXL_HEAD}\n<Document> {d}\n<Query> {query}{appended} ??" for d in docs]
             return [list(x) for x in enc(texts, add_special_tokens=False)["input_ids"]]
         if self.fmt == "qwen3":
             ins = instruction or QWEN3_DEFAULT_INSTRUCTION
@@ -119,10 +121,11 @@ class PlainCausal:
             for start in range(0, len(all_ids), self.batch_size):
                 chunk = all_ids[start : start + self.batch_size]
                 mult = 8 if self.fmt == "mxbai-v2" else None
-                batch = self.tok.pad({"input_ids": chunk}, padding=True, pad_to_multiple_of=mult,
-                                     return_tensors="pt")
-                batch = {k: v.to(self.device) for k, v in batch.items()}
-                logits = self.model(**batch).logits[:, -1, :]
+                batch = self.tok.pad(
+                    {"input_ids": chunk}, padding=True, pad_to_multiple_of=mult, return_tensors="pt"
+                )
+                inputs = {k: v.to(self.device) for k, v in batch.items()}
+                logits = self.model(**inputs).logits[:, -1, :]
                 if self.fmt == "ctxl-v2":
                     s = logits[:, 0].to(torch.bfloat16).float()
                 else:
@@ -148,9 +151,15 @@ class MxbaiReference:
         return [int(m.sum()) for m in enc["attention_mask"]]
 
     def score(self, query: str, docs: Sequence[str], instruction: str | None) -> list[float]:
-        res = self.model.rank(query, list(docs), top_k=len(docs), sort=False,
-                              return_documents=False, batch_size=self.batch_size,
-                              instruction=instruction)
+        res = self.model.rank(
+            query,
+            list(docs),
+            top_k=len(docs),
+            sort=False,
+            return_documents=False,
+            batch_size=self.batch_size,
+            instruction=instruction,
+        )
         by_index = {r.index: r.score for r in res}
         return [float(by_index[i]) for i in range(len(docs))]
 
@@ -179,9 +188,10 @@ class CrossEncoderReference:
 
         self.batch_size = batch_size
         self.model = CrossEncoder(
-            model_dir, device=device, activation_fn=torch.nn.Identity(),
-            model_kwargs={"torch_dtype": _torch_dtype(torch, dtype),
-                          "attn_implementation": "sdpa"},
+            model_dir,
+            device=device,
+            activation_fn=torch.nn.Identity(),
+            model_kwargs={"torch_dtype": _torch_dtype(torch, dtype), "attn_implementation": "sdpa"},
         )
         self.tok = self.model.tokenizer
         limit = getattr(self.model, "max_seq_length", None) or self.tok.model_max_length
@@ -203,22 +213,31 @@ class CrossEncoderReference:
     def token_counts(self, query: str, docs: Sequence[str], instruction: str | None) -> list[int]:
         q = f"{instruction} {query}" if instruction else query
         pairs, _ = self._pairs(q, docs)
-        return [len(x) for x in self.tok([p[0] for p in pairs], [p[1] for p in pairs],
-                                         truncation=True, max_length=self.max_length)["input_ids"]]
+        return [
+            len(x)
+            for x in self.tok(
+                [p[0] for p in pairs],
+                [p[1] for p in pairs],
+                truncation=True,
+                max_length=self.max_length,
+            )["input_ids"]
+        ]
 
     def score(self, query: str, docs: Sequence[str], instruction: str | None) -> list[float]:
         q = f"{instruction} {query}" if instruction else query  # ours: instruction_mode="prepend"
         pairs, owner = self._pairs(q, docs)
-        raw = self.model.predict(pairs, batch_size=self.batch_size, show_progress_bar=False,
-                                 convert_to_numpy=True)
+        raw = self.model.predict(
+            pairs, batch_size=self.batch_size, show_progress_bar=False, convert_to_numpy=True
+        )
         best = [float("-inf")] * len(docs)
         for i, s in zip(owner, raw, strict=True):
             best[i] = max(best[i], float(s))
         return best
 
 
-def make_reference(fmt: str, model_dir: str, *, device: str, dtype: str,
-                   batch_size: int = 32) -> Any:
+def make_reference(
+    fmt: str, model_dir: str, *, device: str, dtype: str, batch_size: int = 32
+) -> Any:
     if batch_size != 32:  # the real-vocabulary W3 row: full logits of 8 x 8,000 tokens OOM
         return PlainCausal(model_dir, fmt, device=device, dtype=dtype, batch_size=batch_size)
     if fmt == "cross-encoder":

@@ -36,26 +36,26 @@ W1_MIN = 16
 
 _WORDS: dict[str, str] = {
     "en": "the retrieval model ranks documents by relevance to a query and the answer depends on "
-          "context evidence source policy report market energy climate water health research "
-          "system data network city river history language school budget court contract",
+    "context evidence source policy report market energy climate water health research "
+    "system data network city river history language school budget court contract",
     "de": "die Suche findet Dokumente nach Relevanz und der Bericht zeigt Energie Wasser "
-          "Gesundheit Forschung Stadt Geschichte Sprache Vertrag Gericht Haushalt Netzwerk",
+    "Gesundheit Forschung Stadt Geschichte Sprache Vertrag Gericht Haushalt Netzwerk",
     "fr": "le modèle classe les documents selon leur pertinence pour une requête et la réponse "
-          "dépend du contexte rapport marché énergie climat santé recherche ville histoire",
+    "dépend du contexte rapport marché énergie climat santé recherche ville histoire",
     "es": "el sistema ordena los documentos según su relevancia para la consulta y la respuesta "
-          "depende del contexto informe mercado energía clima salud investigación ciudad",
+    "depende del contexto informe mercado energía clima salud investigación ciudad",
     "ru": "модель ранжирует документы по релевантности запросу и ответ зависит от контекста "
-          "отчёт рынок энергия климат здоровье исследование город история язык договор",
+    "отчёт рынок энергия климат здоровье исследование город история язык договор",
     "el": "το μοντέλο ταξινομεί τα έγγραφα με βάση τη συνάφεια με το ερώτημα και η απάντηση "
-          "εξαρτάται από το πλαίσιο έκθεση αγορά ενέργεια κλίμα υγεία έρευνα πόλη",
+    "εξαρτάται από το πλαίσιο έκθεση αγορά ενέργεια κλίμα υγεία έρευνα πόλη",
     "ar": "يقوم النموذج بترتيب المستندات حسب صلتها بالاستعلام والإجابة تعتمد على السياق تقرير "
-          "السوق الطاقة المناخ الصحة البحث المدينة التاريخ اللغة العقد",
+    "السوق الطاقة المناخ الصحة البحث المدينة التاريخ اللغة العقد",
     "hi": "मॉडल प्रश्न के अनुसार दस्तावेज़ों को क्रमबद्ध करता है और उत्तर संदर्भ पर निर्भर "
-          "करता है रिपोर्ट बाजार ऊर्जा जलवायु स्वास्थ्य शोध शहर इतिहास भाषा",
+    "करता है रिपोर्ट बाजार ऊर्जा जलवायु स्वास्थ्य शोध शहर इतिहास भाषा",
     "zh": "模型 根据 相关性 对 文档 进行 排序 答案 取决于 上下文 报告 市场 能源 气候 健康 "
-          "研究 城市 历史 语言 合同 法院 预算 网络 数据 系统",
+    "研究 城市 历史 语言 合同 法院 预算 网络 数据 系统",
     "ja": "モデル は クエリ との 関連性 で 文書 を 並べ替え 回答 は 文脈 に 依存 する 報告書 市場 "
-          "エネルギー 気候 健康 研究 都市 歴史 言語 契約",
+    "エネルギー 気候 健康 研究 都市 歴史 言語 契約",
 }
 _PUNCT = [".", ",", ";", ":", "?", "!", " -", ".\n", "?\n", "\n\n"]
 _QUERIES = [
@@ -131,8 +131,7 @@ def token_lengths_w1(seed: int, n: int = 100) -> list[int]:
     mu = math.log(W1_MEDIAN)
     nd = statistics.NormalDist(mu, W1_SIGMA)
     lengths = [
-        int(min(W1_MAX, max(W1_MIN, round(math.exp(nd.inv_cdf((i + 0.5) / n))))))
-        for i in range(n)
+        int(min(W1_MAX, max(W1_MIN, round(math.exp(nd.inv_cdf((i + 0.5) / n)))))) for i in range(n)
     ]
     rng.shuffle(lengths)
     return lengths
