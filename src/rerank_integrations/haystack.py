@@ -57,6 +57,7 @@ from rerank_integrations.validation import (  # noqa: E402
     bool_value,
     optional_mapping,
     optional_str_sequence,
+    sequence_of,
     str_value,
     text_value,
     validate_instruction,
@@ -337,13 +338,7 @@ class RerankRanker(RankerLifecycle):
     ) -> list[Document]:
         """Validate the call (before any model or network work) and drop duplicate ids."""
         validate_query(query)
-        if isinstance(documents, str | bytes) or not isinstance(documents, Sequence):
-            raise RerankTypeError("documents", "must be a list of haystack Document objects")
-        for i, doc in enumerate(documents):
-            if not isinstance(doc, Document):
-                raise RerankTypeError(
-                    f"documents[{i}]", f"must be a Document, got {type(doc).__name__}"
-                )
+        documents = sequence_of("documents", documents, Document, "haystack Document")
         validate_top_n(top_k, field="top_k")
         validate_score_threshold(score_threshold)
         validate_instruction(instruction)

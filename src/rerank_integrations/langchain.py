@@ -72,6 +72,7 @@ from rerank_integrations.adapter_support import (  # noqa: E402
 from rerank_integrations.base import Reranker  # noqa: E402
 from rerank_integrations.errors import RerankInputError, RerankTypeError  # noqa: E402
 from rerank_integrations.results import RerankResult  # noqa: E402
+from rerank_integrations.validation import sequence_of  # noqa: E402
 
 __all__ = ["RerankCompressor"]
 
@@ -275,14 +276,4 @@ class RerankCompressor(SafePydanticAdapter, BaseDocumentCompressor, Serializable
 
 def _documents(documents: object) -> list[Document]:
     """The documents as a list, each checked (typed errors naming ``documents[i]``)."""
-    if isinstance(documents, str | bytes | Mapping) or not isinstance(documents, Sequence):
-        raise RerankTypeError(
-            "documents", f"must be a sequence of Document, got {type(documents).__name__}"
-        )
-    docs = list(documents)
-    for i, doc in enumerate(docs):
-        if not isinstance(doc, Document):
-            raise RerankTypeError(
-                f"documents[{i}]", f"must be a Document, got {type(doc).__name__}"
-            )
-    return docs
+    return sequence_of("documents", documents, Document, "Document")

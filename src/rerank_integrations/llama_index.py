@@ -103,9 +103,12 @@ from rerank_integrations.adapter_support import (  # noqa: E402
     rerank_texts,
 )
 from rerank_integrations.base import Reranker  # noqa: E402
-from rerank_integrations.errors import RerankTypeError  # noqa: E402
 from rerank_integrations.results import RerankResult  # noqa: E402
-from rerank_integrations.validation import validate_instruction, validate_query  # noqa: E402
+from rerank_integrations.validation import (  # noqa: E402
+    sequence_of,
+    validate_instruction,
+    validate_query,
+)
 
 __all__ = ["RerankPostprocessor"]
 
@@ -262,16 +265,7 @@ class RerankPostprocessor(SafePydanticAdapter, BaseNodePostprocessor):
         if query_bundle is None:
             raise ValueError("RerankPostprocessor needs a query bundle (query_bundle=None)")
         query = validate_query(query_bundle.query_str)
-        if isinstance(nodes, str | bytes) or not isinstance(nodes, Sequence):
-            raise RerankTypeError(
-                "nodes", f"must be a list of NodeWithScore, got {type(nodes).__name__}"
-            )
-        checked = list(nodes)
-        for i, item in enumerate(checked):
-            if not isinstance(item, NodeWithScore):
-                raise RerankTypeError(
-                    f"nodes[{i}]", f"must be a NodeWithScore, got {type(item).__name__}"
-                )
+        checked = sequence_of("nodes", nodes, NodeWithScore, "NodeWithScore")
         return checked, query, RerankOptions.from_object(self)
 
     def _start_event(

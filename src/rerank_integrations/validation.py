@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from rerank_integrations.errors import RerankInputError, RerankTypeError
 
@@ -36,6 +36,7 @@ __all__ = [
     "optional_number",
     "optional_str",
     "optional_str_sequence",
+    "sequence_of",
     "str_value",
     "text_value",
     "validate_documents",
@@ -46,6 +47,9 @@ __all__ = [
     "validate_score_threshold",
     "validate_top_n",
 ]
+
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +203,18 @@ def optional_str_sequence(field: str, value: object) -> tuple[str, ...] | None:
     for i, item in enumerate(items):
         if not isinstance(item, str):
             raise RerankTypeError(f"{field}[{i}]", f"must be a str, got {_type_name(item)}")
+    return items
+
+
+def sequence_of(field: str, value: object, item_type: type[T], item_name: str) -> list[T]:
+    """A list/tuple (not a str or a mapping) whose items are all ``item_type``; copied into a
+    list. ``item_name`` names the type in the error (e.g. ``"Document"``)."""
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Sequence):
+        raise RerankTypeError(field, f"must be a sequence of {item_name}, got {_type_name(value)}")
+    items = list(value)
+    for i, item in enumerate(items):
+        if not isinstance(item, item_type):
+            raise RerankTypeError(f"{field}[{i}]", f"must be a {item_name}, got {_type_name(item)}")
     return items
 
 
