@@ -44,6 +44,7 @@ __all__ = [
     "RECIPES",
     "REPO_ROOT",
     "VLLM_CROSS_ENCODER",
+    "VLLM_CTXL_RERANK_V2",
     "VLLM_MXBAI_V2",
     "VLLM_QWEN3_RERANKER",
     "ServeRecipe",
@@ -112,6 +113,27 @@ VLLM_MXBAI_V2 = ServeRecipe(
         "docs/serve/mxbai_rerank_v2.jinja",
     ),
 )
+VLLM_CTXL_RERANK_V2 = ServeRecipe(
+    "vllm-ctxl-rerank-v2",
+    "vllm",
+    "ContextualAI/ctxl-rerank-v2-instruct-multilingual-1b",
+    (
+        "--runner",
+        "pooling",
+        "--hf-overrides",
+        json.dumps(
+            {
+                "architectures": ["Qwen3ForSequenceClassification"],
+                # one token: the score head is the lm_head row of vocabulary id 0 ("!"), the
+                # pooler's activation for one label is sigmoid
+                "classifier_from_token": ["!"],
+                "method": "no_post_processing",
+            }
+        ),
+        "--chat-template",
+        "docs/serve/ctxl_rerank_v2.jinja",
+    ),
+)
 INFINITY_CROSS_ENCODER = ServeRecipe(
     "infinity-cross-encoder",
     "infinity",
@@ -119,7 +141,13 @@ INFINITY_CROSS_ENCODER = ServeRecipe(
     ("--engine", "torch", "--port", "7997"),
 )
 
-RECIPES = (VLLM_CROSS_ENCODER, VLLM_QWEN3_RERANKER, VLLM_MXBAI_V2, INFINITY_CROSS_ENCODER)
+RECIPES = (
+    VLLM_CROSS_ENCODER,
+    VLLM_QWEN3_RERANKER,
+    VLLM_MXBAI_V2,
+    VLLM_CTXL_RERANK_V2,
+    INFINITY_CROSS_ENCODER,
+)
 
 
 API_KEY = "test-server-key-1234"

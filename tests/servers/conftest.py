@@ -29,6 +29,7 @@ from helpers.real_servers import (
     INFINITY_CROSS_ENCODER,
     QWEN3_MAX_LEN,
     VLLM_CROSS_ENCODER,
+    VLLM_CTXL_RERANK_V2,
     VLLM_MXBAI_V2,
     VLLM_QWEN3_RERANKER,
     XLMR_MAX_LEN,
@@ -75,6 +76,12 @@ class Farm:
                 workdir / "tiny-Qwen3-Reranker", seed=3, num_heads=2, num_kv_heads=1
             )
             mxbai = make_tiny_qwen2(workdir / "tiny-mxbai-rerank-v2", num_heads=2, num_kv_heads=1)
+            ctxl = make_tiny_qwen3(
+                workdir / "tiny-ctxl-rerank-v2-instruct-multilingual",
+                seed=1,
+                num_heads=2,
+                num_kv_heads=1,
+            )
             vllm_python = os.environ.get(VLLM_ENV)
             infinity = os.environ.get(INFINITY_ENV)
             plans: list[tuple[str, str | None, ServeRecipe, Path, str, int, dict[str, str]]] = [
@@ -94,6 +101,15 @@ class Farm:
                     VLLM_MXBAI_V2,
                     mxbai,
                     "tiny-mxbai",
+                    QWEN3_MAX_LEN,
+                    {},
+                ),
+                (
+                    "vllm-ctxl",
+                    vllm_python,
+                    VLLM_CTXL_RERANK_V2,
+                    ctxl,
+                    "tiny-ctxl",
                     QWEN3_MAX_LEN,
                     {},
                 ),
@@ -195,6 +211,11 @@ def vllm_qwen3(server_farm: Farm) -> Served:
 @pytest.fixture(scope="session")
 def vllm_mxbai(server_farm: Farm) -> Served:
     return server_farm.get("vllm-mxbai", VLLM_ENV)
+
+
+@pytest.fixture(scope="session")
+def vllm_ctxl(server_farm: Farm) -> Served:
+    return server_farm.get("vllm-ctxl", VLLM_ENV)
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """RemoteReranker against REAL rerank servers started by this suite (see conftest.py):
 vLLM's CPU build serving a tiny XLM-R cross-encoder and a tiny Qwen3-Reranker, and Infinity
-serving the same cross-encoder. Scores are compared with LocalReranker on the SAME model
+serving the same cross-encoder; and ctxl-rerank-v2 (a one-token score head) within the bf16
+rounding its model card applies. Scores are compared with LocalReranker on the SAME model
 directory (the maths is the same: sigmoid of the classifier logit for the cross-encoder,
 sigmoid(logit(yes) - logit(no)) for Qwen3-Reranker), within 1e-4 in fp32.
 """
@@ -121,6 +122,30 @@ def test_vllm_mxbai_v2_is_on_another_scale_than_local(vllm_mxbai: Served) -> Non
     assert [r.index for r in got] == [r.index for r in local]
     shifted = {r.index: r.relevance_score for r in local}  # sigmoid(raw - 6) for m = 12
     assert max(abs(want[i] - shifted[i]) for i in want) > 0.1  # thresholds do not carry over
+
+
+def test_vllm_ctxl_rerank_v2_matches_local_within_bf16(vllm_ctxl: Served) -> None:
+    """docs/remote.md: the one-token override (score head = lm_head row of id 0, "!") returns
+    sigmoid(logit) in fp32; the local ctxl-v2 format rounds the logit through bfloat16 as the
+    model card does, then applies sigmoid. So vLLM's logit is within half a bf16 step of the
+    local raw score, and its relevance_score within a quarter of that of the local one."""
+    reranker = remote(vllm_ctxl, "vllm")
+    local = LocalReranker(str(vllm_ctxl.model_dir), model_format="ctxl-v2")
+    scores = {}
+    for instruction in (None, "Find the document that names the capital city"):
+        got = reranker.rerank(QUERY, DOCS, instruction=instruction)
+        want = local.rerank(QUERY, DOCS, instruction=instruction)
+        by = {r.index: r for r in want}
+        for r in got:
+            raw = by[r.index].raw_score
+            step = abs(raw) * 2.0**-8 + TOL  # bf16 keeps 8 significant bits: half a step
+            logit = math.log(r.relevance_score / (1.0 - r.relevance_score))
+            assert abs(logit - raw) <= step, (r.index, logit, raw)
+            assert abs(r.relevance_score - by[r.index].relevance_score) <= step / 4
+        assert [r.index for r in got] == [r.index for r in want]
+        scores[instruction] = by_index(got)
+    plain, instructed = scores.values()
+    assert max(abs(plain[i] - instructed[i]) for i in plain) > 1e-2  # the instruction is used
 
 
 def test_vllm_long_document_among_short_ones(

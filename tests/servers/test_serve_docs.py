@@ -1,6 +1,7 @@
 """docs/remote.md shows exactly the serve commands the real-server tests run
 (tests/helpers/real_servers.py), and the score templates in docs/serve/ render exactly the
-prompts of the local qwen3 / mxbai-v2 formats (with their final newlines). No server needed."""
+prompts of the local qwen3 / mxbai-v2 / ctxl-v2 formats (with their final newlines). No server
+needed."""
 
 from __future__ import annotations
 
@@ -84,6 +85,17 @@ def test_mxbai_template_renders_the_local_prompt(instruction: str | None) -> Non
     assert rendered.endswith("<|im_start|>assistant\n")
 
 
+@pytest.mark.parametrize("instruction", [None, "Prefer recent documents"])
+def test_ctxl_template_renders_the_local_prompt(instruction: str | None) -> None:
+    from rerank_integrations.backends.local.formats.ctxl_v2 import CtxlV2Format
+
+    parts = CtxlV2Format().prompt_parts("Q?", instruction, "D!", None)
+    template = (REPO_ROOT / "docs/serve/ctxl_rerank_v2.jinja").read_text(encoding="utf-8")
+    rendered = _render(template, instruction)
+    assert rendered == parts.head + parts.document + parts.tail
+    assert rendered.endswith(" ??")  # the card's prompt ends there: no newline
+
+
 def test_a_template_ending_in_plain_newlines_loses_one() -> None:
     """Why the templates write their final newlines as an expression: Jinja (as vLLM and
     transformers configure it) drops a template's last newline."""
@@ -92,5 +104,5 @@ def test_a_template_ending_in_plain_newlines_loses_one() -> None:
 
 def test_docs_name_the_shipped_templates() -> None:
     text = DOCS.read_text(encoding="utf-8")
-    for name in ("qwen3_reranker.jinja", "mxbai_rerank_v2.jinja"):
+    for name in ("qwen3_reranker.jinja", "mxbai_rerank_v2.jinja", "ctxl_rerank_v2.jinja"):
         assert f"docs/serve/{name}" in text
