@@ -20,6 +20,9 @@ Builders (each returns the directory it wrote):
   written in jina-reranker-v2's checkpoint naming (fused ``mixer.Wqkv``, ``emb_ln``, ...) with a
   config that has no ``model_type`` and an ``auto_map`` pointing at custom code that is NOT
   shipped (so any attempt to execute remote code fails loudly).
+- ``build_bert_tokenizer(out_dir)``: WordPiece + BertPreTokenizer, ``[PAD]``=0 ... ``[MASK]``=4,
+  pair format ``[CLS] A [SEP] B [SEP]`` with token_type_ids 0 then 1.
+- ``make_tiny_bert(out_dir)``: ``BertForSequenceClassification`` (one label, two segment types).
 
 torch / transformers are imported inside the functions so that importing this module is cheap.
 """
@@ -630,6 +633,149 @@ def make_tiny_jina(
         "vocab_size": cfg.vocab_size,
     }
     _write_json(out / "config.json", config)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# BERT (WordPiece) cross-encoder with segment ids
+# --------------------------------------------------------------------------------------------
+
+BERT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+def _wordpiece_vocab(vocab_size: int) -> dict[str, int]:
+    """A deterministic WordPiece vocabulary from the corpus: specials (ids 0-4), every character
+    seen (as a word start and as a ``##`` continuation) and the most frequent lower-cased words
+    (ties broken alphabetically)."""
+    import unicodedata
+    from collections import Counter
+
+    from tokenizers import normalizers, pre_tokenizers
+
+    norm = normalizers.BertNormalizer(lowercase=True, strip_accents=None, clean_text=True)
+    pre = pre_tokenizers.BertPreTokenizer()
+    words: Counter[str] = Counter()
+    chars: set[str] = set()
+    for line in _corpus():
+        text = norm.normalize_str(unicodedata.normalize("NFC", line))
+        for word, _ in pre.pre_tokenize_str(text):
+            words[word] += 1
+            chars.update(word)
+    tokens: list[str] = list(BERT_SPECIAL_TOKENS)
+    for c in sorted(chars):
+        tokens.append(c)
+        tokens.append("##" + c)
+    known = set(tokens)
+    for word, _ in sorted(words.items(), key=lambda kv: (-kv[1], kv[0])):
+        if len(tokens) >= vocab_size:
+            break
+        if word not in known and len(word) > 1:
+            tokens.append(word)
+            known.add(word)
+    return {t: i for i, t in enumerate(tokens)}
+
+
+def build_bert_tokenizer(
+    out_dir: str | Path, *, vocab_size: int = 400, model_max_length: int = 256
+) -> Path:
+    """WordPiece + BertPreTokenizer tokenizer with BERT's specials ([PAD]=0, [UNK]=1, [CLS]=2,
+    [SEP]=3, [MASK]=4) and BERT's pair format ``[CLS] A [SEP] B [SEP]`` whose second segment
+    gets token_type_id 1; built deterministically (no training). Returns ``out_dir``."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    vocab = _wordpiece_vocab(vocab_size)
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
+    tok.normalizer = normalizers.BertNormalizer(
+        lowercase=True, strip_accents=None, clean_text=True, handle_chinese_chars=True
+    )
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece(prefix="##")
+    tok.add_special_tokens(list(BERT_SPECIAL_TOKENS))
+    for i, t in enumerate(BERT_SPECIAL_TOKENS):
+        if tok.token_to_id(t) != i:
+            raise AssertionError(f"{t} should have id {i}, got {tok.token_to_id(t)}")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", 2), ("[SEP]", 3)],
+    )
+    pair = tok.encode("what?", "paris.")
+    if pair.type_ids[-1] != 1 or pair.type_ids[0] != 0:
+        raise AssertionError(f"the second segment should have type id 1: {pair.type_ids}")
+    tok.save(str(out / "tokenizer.json"))
+    specials = {
+        "unk_token": "[UNK]",
+        "sep_token": "[SEP]",
+        "pad_token": "[PAD]",
+        "cls_token": "[CLS]",
+        "mask_token": "[MASK]",
+    }
+    config: dict[str, Any] = {
+        "tokenizer_class": "BertTokenizerFast",
+        **specials,
+        "do_lower_case": True,
+        "tokenize_chinese_chars": True,
+        "strip_accents": None,
+        "model_max_length": model_max_length,
+        "model_input_names": ["input_ids", "token_type_ids", "attention_mask"],
+        "clean_up_tokenization_spaces": False,
+    }
+    _write_json(out / "tokenizer_config.json", config)
+    _write_json(out / "special_tokens_map.json", specials)
+    (out / "vocab.txt").write_text(
+        "".join(t + "\n" for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])),
+        encoding="utf-8",
+    )
+    return out
+
+
+def make_tiny_bert(
+    out_dir: str | Path,
+    *,
+    seed: int = 4,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    num_heads: int = 2,
+    max_position_embeddings: int = 256,
+    initializer_range: float = 0.1,
+) -> Path:
+    """Tiny random ``BertForSequenceClassification`` (num_labels=1, type_vocab_size=2) + a
+    WordPiece tokenizer whose pairs carry token_type_ids 0/1 (head_dim 32 by default: the CPU
+    attention of vLLM does not take 16). The two token-type embeddings are pushed apart so that
+    a server that drops the segment ids scores visibly differently."""
+    import torch
+    import transformers
+
+    out = Path(out_dir)
+    build_bert_tokenizer(out, model_max_length=max_position_embeddings)
+    config = transformers.BertConfig(
+        vocab_size=_tokenizer_size(out),
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        intermediate_size=hidden_size * 2,
+        hidden_act="gelu",
+        max_position_embeddings=max_position_embeddings,
+        type_vocab_size=2,
+        initializer_range=initializer_range,
+        layer_norm_eps=1e-12,
+        pad_token_id=0,
+        num_labels=1,
+        position_embedding_type="absolute",
+    )
+    torch.manual_seed(seed)
+    model = transformers.BertForSequenceClassification(config).to(torch.float32).eval()
+    with torch.no_grad():
+        gen = torch.Generator().manual_seed(seed + 1000)
+        for name, param in model.named_parameters():
+            if name.endswith("bias") or "LayerNorm" in name:
+                param.add_(torch.randn(param.shape, generator=gen) * 0.1)
+        types = model.bert.embeddings.token_type_embeddings.weight
+        types.copy_(torch.randn(types.shape, generator=gen) * 0.5)
+    model.save_pretrained(str(out), safe_serialization=True)
+    _fix_config_for_transformers4(out)
     return out
 
 

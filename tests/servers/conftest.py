@@ -68,10 +68,16 @@ class Farm:
 
     def _boot(self) -> None:
         try:
-            from helpers.tiny_models import make_tiny_qwen2, make_tiny_qwen3, make_tiny_xlmr
+            from helpers.tiny_models import (
+                make_tiny_bert,
+                make_tiny_qwen2,
+                make_tiny_qwen3,
+                make_tiny_xlmr,
+            )
 
             self.workdir = workdir = Path(tempfile.mkdtemp(prefix="rerank-servers-"))
             xlmr = make_tiny_xlmr(workdir / "tiny-xlm-roberta-cross-encoder", num_heads=2)
+            bert = make_tiny_bert(workdir / "tiny-bert-cross-encoder", num_heads=2)
             qwen3 = make_tiny_qwen3(
                 workdir / "tiny-Qwen3-Reranker", seed=3, num_heads=2, num_kv_heads=1
             )
@@ -86,6 +92,7 @@ class Farm:
             infinity = os.environ.get(INFINITY_ENV)
             plans: list[tuple[str, str | None, ServeRecipe, Path, str, int, dict[str, str]]] = [
                 ("vllm-xlmr", vllm_python, VLLM_CROSS_ENCODER, xlmr, "tiny-xlmr", XLMR_MAX_LEN, {}),
+                ("vllm-bert", vllm_python, VLLM_CROSS_ENCODER, bert, "tiny-bert", XLMR_MAX_LEN, {}),
                 (
                     "vllm-qwen3",
                     vllm_python,
@@ -119,6 +126,15 @@ class Farm:
                     INFINITY_CROSS_ENCODER,
                     xlmr,
                     "tiny-xlmr",
+                    0,
+                    {"INFINITY_MAX_CLIENT_BATCH_SIZE": str(INFINITY_BATCH)},
+                ),
+                (  # a cross-encoder with segment ids (token_type_ids 1 for the document)
+                    "infinity-bert",
+                    infinity,
+                    INFINITY_CROSS_ENCODER,
+                    bert,
+                    "tiny-bert",
                     0,
                     {"INFINITY_MAX_CLIENT_BATCH_SIZE": str(INFINITY_BATCH)},
                 ),
@@ -204,6 +220,11 @@ def vllm_xlmr(server_farm: Farm) -> Served:
 
 
 @pytest.fixture(scope="session")
+def vllm_bert(server_farm: Farm) -> Served:
+    return server_farm.get("vllm-bert", VLLM_ENV)
+
+
+@pytest.fixture(scope="session")
 def vllm_qwen3(server_farm: Farm) -> Served:
     return server_farm.get("vllm-qwen3", VLLM_ENV)
 
@@ -221,6 +242,11 @@ def vllm_ctxl(server_farm: Farm) -> Served:
 @pytest.fixture(scope="session")
 def infinity_xlmr(server_farm: Farm) -> Served:
     return server_farm.get("infinity-xlmr", INFINITY_ENV)
+
+
+@pytest.fixture(scope="session")
+def infinity_bert(server_farm: Farm) -> Served:
+    return server_farm.get("infinity-bert", INFINITY_ENV)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -1,9 +1,10 @@
 """RemoteReranker against REAL rerank servers started by this suite (see conftest.py):
-vLLM's CPU build serving a tiny XLM-R cross-encoder and a tiny Qwen3-Reranker, and Infinity
-serving the same cross-encoder; and ctxl-rerank-v2 (a one-token score head) within the bf16
-rounding its model card applies. Scores are compared with LocalReranker on the SAME model
-directory (the maths is the same: sigmoid of the classifier logit for the cross-encoder,
-sigmoid(logit(yes) - logit(no)) for Qwen3-Reranker), within 1e-4 in fp32.
+vLLM's CPU build serving a tiny XLM-R cross-encoder, a tiny BERT cross-encoder with segment
+ids (token_type_ids) and a tiny Qwen3-Reranker, and Infinity serving the two cross-encoders;
+and ctxl-rerank-v2 (a one-token score head) within the bf16 rounding its model card applies.
+Scores are compared with LocalReranker on the SAME model directory (the maths is the same:
+sigmoid of the classifier logit for the cross-encoder, sigmoid(logit(yes) - logit(no)) for
+Qwen3-Reranker), within 1e-4 in fp32.
 """
 
 from __future__ import annotations
@@ -67,6 +68,30 @@ def assert_close(got: dict[int, float], want: dict[int, float]) -> None:
     assert worst <= TOL, (worst, got, want)
 
 
+def assert_bert_segments_match_local(served: Served, api_format: str) -> None:
+    """A BERT cross-encoder whose documents get token_type_ids 1: the server's scores equal the
+    local ones, and a computation with all-zero token types does NOT (so the server really
+    passes the segment ids to the model)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    results = remote(served, api_format).rerank(QUERY, DOCS)
+    want = local_scores(served, QUERY, DOCS)
+    got = by_index(results)
+    assert_close(got, want)
+    assert [r.index for r in results] == sorted(want, key=lambda i: (-want[i], i))
+
+    path = str(served.model_dir)
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+    enc = tok([QUERY] * len(DOCS), DOCS, padding=True, return_tensors="pt")
+    assert bool((enc["token_type_ids"] == 1).any(dim=1).all())
+    enc["token_type_ids"] = torch.zeros_like(enc["token_type_ids"])
+    with torch.no_grad():
+        zero = torch.sigmoid(model(**enc).logits[:, 0]).tolist()
+    assert min(abs(got[i] - zero[i]) for i in got) > 10 * TOL, (got, zero)
+
+
 # --------------------------------------------------------------------------- vLLM
 
 
@@ -78,6 +103,10 @@ def test_vllm_cross_encoder_matches_local(vllm_xlmr: Served) -> None:
     assert [r.index for r in results] == sorted(want, key=lambda i: (-want[i], i))
     top = reranker.rerank(QUERY, DOCS, top_n=3)
     assert [r.index for r in top] == [r.index for r in results[:3]]
+
+
+def test_vllm_bert_with_segment_ids_matches_local(vllm_bert: Served) -> None:
+    assert_bert_segments_match_local(vllm_bert, "vllm")
 
 
 def test_vllm_async_equals_sync(vllm_xlmr: Served) -> None:
@@ -197,6 +226,10 @@ def test_infinity_matches_local_and_vllm(infinity_xlmr: Served) -> None:
     results = reranker.rerank(QUERY, DOCS)
     assert_close(by_index(results), local_scores(infinity_xlmr, QUERY, DOCS))
     assert len(reranker.rerank(QUERY, DOCS, top_n=2)) == 2
+
+
+def test_infinity_bert_with_segment_ids_matches_local(infinity_bert: Served) -> None:
+    assert_bert_segments_match_local(infinity_bert, "infinity")
 
 
 def test_infinity_splits_300_documents_under_its_batch_limit(
