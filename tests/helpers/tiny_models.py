@@ -479,15 +479,21 @@ def _build_xlmr_model(
     )
     torch.manual_seed(seed)
     model = transformers.XLMRobertaForSequenceClassification(config).to(torch.float32).eval()
-    # Non-zero biases / LayerNorm parameters so a wrong mapping (e.g. a swapped bias or norm)
-    # changes the scores.
+    _perturb_biases_and_norms(model, seed)
+    return model
+
+
+def _perturb_biases_and_norms(model: Any, seed: int) -> Any:
+    """Non-zero biases / LayerNorm parameters (seeded), so a wrong mapping (e.g. a swapped bias
+    or norm) or a dropped input changes the scores. Returns the generator, for further draws."""
+    import torch
+
     with torch.no_grad():
         gen = torch.Generator().manual_seed(seed + 1000)
         for name, param in model.named_parameters():
             if name.endswith("bias") or "LayerNorm" in name:
-                noise = torch.randn(param.shape, generator=gen) * 0.1
-                param.add_(noise)
-    return model
+                param.add_(torch.randn(param.shape, generator=gen) * 0.1)
+    return gen
 
 
 def make_tiny_xlmr(
@@ -767,11 +773,8 @@ def make_tiny_bert(
     )
     torch.manual_seed(seed)
     model = transformers.BertForSequenceClassification(config).to(torch.float32).eval()
+    gen = _perturb_biases_and_norms(model, seed)
     with torch.no_grad():
-        gen = torch.Generator().manual_seed(seed + 1000)
-        for name, param in model.named_parameters():
-            if name.endswith("bias") or "LayerNorm" in name:
-                param.add_(torch.randn(param.shape, generator=gen) * 0.1)
         types = model.bert.embeddings.token_type_embeddings.weight
         types.copy_(torch.randn(types.shape, generator=gen) * 0.5)
     model.save_pretrained(str(out), safe_serialization=True)
