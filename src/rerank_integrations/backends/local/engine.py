@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from rerank_integrations.errors import OutOfMemoryError, RerankError
+from rerank_integrations.forking import reset_after_fork
 
 logger = logging.getLogger(__name__)
 
@@ -242,18 +243,6 @@ def _worker_loop(jobs: queue.SimpleQueue[Any], engine_ref: weakref.ref[LocalEngi
     logger.debug("local engine worker stopped")
 
 
-_ENGINES: weakref.WeakSet[LocalEngine] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for engine in list(_ENGINES):
-        engine._reset_after_fork()
-
-
-if hasattr(os, "register_at_fork"):  # POSIX; Windows has no fork
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
 class LocalEngine:
     """Scores :class:`EncodedInput` lists on one model from any number of threads."""
 
@@ -265,7 +254,7 @@ class LocalEngine:
         #: number of worker cycles and batches run (read by tests and benchmarks).
         self.stats = {"cycles": 0, "batches": 0, "jobs": 0}
         self._new_process_state()
-        _ENGINES.add(self)
+        reset_after_fork(self)  # a forked child gets its own lock, queue and worker
 
     def _new_process_state(self) -> None:
         """The per-process part: lock, queue, worker (started on the first submit) and the
@@ -276,7 +265,7 @@ class LocalEngine:
         self._thread: threading.Thread | None = None
         self._stopper = weakref.finalize(self, _stop_worker, self._queue)
 
-    def _reset_after_fork(self) -> None:
+    def _after_fork_in_child(self) -> None:
         """In a forked child: the parent's worker thread does not exist here and its lock may
         have been held at fork time, so start from scratch. Jobs the parent had queued belong
         to the parent's callers and are dropped."""
@@ -289,7 +278,7 @@ class LocalEngine:
         """Queue ``inputs``; the future resolves to one rows tuple per input, in order."""
         job = _Job(inputs)
         if self._pid != os.getpid():  # forked without the at-fork hook having run
-            self._reset_after_fork()
+            self._after_fork_in_child()
         with self._lock:
             if self._closed:
                 raise RerankError("this LocalReranker is closed")

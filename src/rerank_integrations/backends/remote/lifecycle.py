@@ -1,6 +1,7 @@
 """Lifetimes in the remote backend: one call's deadline and cancellation
 (:class:`CallToken`), per-event-loop state that dies with its loop (:func:`loop_guard`), and
-per-process state that is reset in a forked child (:func:`reset_after_fork`).
+per-process state that is reset in a forked child (:func:`reset_after_fork`, from the
+core's :mod:`rerank_integrations.forking`, shared with the local engine).
 
 - A :class:`CallToken` is shared by a call and all its sub-requests, in any thread or event
   loop. It is cancelled once, with a reason: :data:`CLOSED` (``close()``/``aclose()`` was
@@ -23,12 +24,10 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import threading
-import weakref
 from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import Future
-from typing import Any, Protocol
+from typing import Any
 
 __all__ = [
     "CLOSED",
@@ -36,9 +35,7 @@ __all__ = [
     "DONE",
     "CallToken",
     "LoopCloser",
-    "keep_in_child",
     "loop_guard",
-    "reset_after_fork",
 ]
 
 logger = logging.getLogger(__name__)
@@ -165,37 +162,3 @@ async def loop_guard(closer: LoopCloser, forget: Callable[[], None]) -> AsyncGen
     finally:
         forget()
         await closer.aclose()
-
-
-# --------------------------------------------------------------------------- fork
-
-
-class ForkAware(Protocol):
-    def _after_fork_in_child(self) -> None: ...
-
-
-_FORK_AWARE: weakref.WeakSet[ForkAware] = weakref.WeakSet()
-_KEPT_IN_CHILD: list[object] = []
-
-
-def reset_after_fork(obj: ForkAware) -> None:
-    """Call ``obj._after_fork_in_child()`` in every forked child (``obj`` is held weakly)."""
-    _FORK_AWARE.add(obj)
-
-
-def keep_in_child(obj: object) -> None:
-    """Keep a parent's object alive in a forked child so that no finalizer of it runs there
-    (e.g. an async client whose finalizer would schedule work on the parent's event loop)."""
-    _KEPT_IN_CHILD.append(obj)
-
-
-def _after_fork_in_child() -> None:
-    for obj in list(_FORK_AWARE):
-        try:
-            obj._after_fork_in_child()
-        except Exception:  # the child must come up; say what could not be reset
-            logger.warning("rerank: resetting %r after fork failed", obj, exc_info=True)
-
-
-if hasattr(os, "register_at_fork"):  # pragma: no branch - every POSIX Python has it
-    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -31,7 +31,6 @@ from itertools import pairwise
 from typing import TYPE_CHECKING
 
 from rerank_integrations.backends.remote.formats import WireFormat, WireRequest
-from rerank_integrations.backends.remote.lifecycle import reset_after_fork
 from rerank_integrations.backends.remote.scores import relevance_scores
 from rerank_integrations.errors import (
     RemoteResponseError,
@@ -39,6 +38,7 @@ from rerank_integrations.errors import (
     UnsupportedFeatureError,
 )
 from rerank_integrations.folding import fold_instruction, fold_metadata
+from rerank_integrations.forking import reset_after_fork
 from rerank_integrations.results import RerankResult
 from rerank_integrations.validation import RerankRequest
 

@@ -46,13 +46,12 @@ from rerank_integrations.backends.remote.lifecycle import (
     DONE,
     CallToken,
     LoopCloser,
-    keep_in_child,
     loop_guard,
-    reset_after_fork,
 )
 from rerank_integrations.backends.remote.redaction import Redactor
 from rerank_integrations.backends.remote.retry import RetryPolicy
 from rerank_integrations.errors import RemoteStatusError
+from rerank_integrations.forking import keep_in_child, reset_after_fork
 
 if TYPE_CHECKING:
     import httpx
