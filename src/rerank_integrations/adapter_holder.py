@@ -22,7 +22,6 @@ __all__ = [
     "RERANKER_SETTING_FIELDS",
     "LazyReranker",
     "build_reranker",
-    "normalise_base_url",
     "refresh_from_fields",
     "refresh_reranker",
 ]
@@ -261,7 +260,6 @@ def refresh_from_fields(
         backend = "local"
     settings: dict[str, Any] = {} if api_key is None else {"api_key": api_key}
     settings.update({name: getattr(adapter, name) for name in RERANKER_SETTING_FIELDS})
-    settings["base_url"] = normalise_base_url(settings["base_url"])
     settings.update(adapter.reranker_kwargs)
     if isinstance(adapter.reranker, Mapping):  # a to_config() dict (deserialised): built lazily
         given = sorted(k for k, v in settings.items() if v is not None and k != "api_key")
@@ -305,12 +303,3 @@ def refresh_reranker(
     if holder is not None and holder.owner_id == fresh.owner_id:
         holder.retire()
     return fresh
-
-
-def normalise_base_url(base_url: str | None) -> str | None:
-    """A base URL; a full endpoint (``.../rerank``) is cut back to its base (the backend
-    appends ``/rerank`` itself), so Haystack's ``https://api.jina.ai/v1/rerank`` works as given."""
-    if base_url is None:
-        return None
-    url = base_url.strip().rstrip("/")
-    return url.removesuffix("/rerank") if url.endswith("/rerank") else base_url

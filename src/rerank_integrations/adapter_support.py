@@ -60,8 +60,8 @@ Decisions (the adapters' docs repeat them for users):
   serialises); settings build the backend lazily on first use — from async entry points in a
   worker thread (:meth:`LazyReranker.aget`), never on the event loop. ``None`` settings are
   left out so the backend's own defaults apply. A ``base_url`` given as a full endpoint
-  (ending in ``/rerank``, as Haystack's ``JinaRanker`` takes it) is cut back to the base URL
-  (:func:`normalise_base_url`).
+  (ending in ``/rerank``, as Haystack's ``JinaRanker`` takes it) works: the remote backend
+  cuts it back to the base URL (``backends.remote.credentials.resolve_endpoint``).
 - **Untrusted settings** (:func:`check_backend_allowed`, :func:`check_reranker_settings`): a
   ``"module:Class"`` backend is imported only when its module is this package's or is listed
   in the environment variable :data:`ALLOWED_BACKENDS_ENV`; settings (``reranker_kwargs``, a
@@ -83,7 +83,6 @@ from rerank_integrations.adapter_holder import (
     RERANKER_SETTING_FIELDS,
     LazyReranker,
     build_reranker,
-    normalise_base_url,
     refresh_from_fields,
     refresh_reranker,
 )
@@ -136,7 +135,6 @@ __all__ = [
     "finish_call",
     "has_metadata_slot",
     "metadata_enabled",
-    "normalise_base_url",
     "key_after_unpickle",
     "pair_results",
     "pydantic_adapter_state",

@@ -32,7 +32,6 @@ from haystack.utils.auth import SecretType  # noqa: E402
 
 from rerank_integrations.adapter_support import (  # noqa: E402
     LazyReranker,
-    normalise_base_url,
     refresh_reranker,
 )
 from rerank_integrations.base import Reranker  # noqa: E402
@@ -121,7 +120,7 @@ class RankerLifecycle:
         """Constructor settings for the backend (``None`` values are dropped when building)."""
         settings: dict[str, Any] = {
             "model": self.model,
-            "base_url": normalise_base_url(self.base_url),
+            "base_url": self.base_url,
             "api_format": self.api_format,
         }
         if self.device is not None:

@@ -192,3 +192,24 @@ def test_pure_reads_only_the_mapping_it_is_given(monkeypatch: pytest.MonkeyPatch
     env = {"CONTEXTUAL_API_KEY": OTHER}
     assert resolve(environ=env).api_key == OTHER
     assert env == {"CONTEXTUAL_API_KEY": OTHER}
+
+
+@pytest.mark.parametrize(
+    ("given", "url"),
+    [
+        ("http://localhost:8000/v1", "http://localhost:8000/v1/rerank"),
+        ("http://localhost:8000/v1/rerank", "http://localhost:8000/v1/rerank"),
+        ("http://localhost:8000/v1/rerank/", "http://localhost:8000/v1/rerank"),
+    ],
+)
+def test_a_full_endpoint_is_cut_back_to_its_base(given: str, url: str) -> None:
+    endpoint = resolve_endpoint("vllm", given, None, None, {})
+    assert endpoint.url == url
+    assert endpoint.base_url == "http://localhost:8000/v1"
+
+
+def test_the_public_full_endpoint_counts_as_the_public_host() -> None:
+    endpoint = resolve_endpoint(
+        "jina", "https://api.jina.ai/v1/rerank", None, None, {"JINA_API_KEY": SECRET}
+    )
+    assert endpoint.url == "https://api.jina.ai/v1/rerank" and endpoint.api_key == SECRET

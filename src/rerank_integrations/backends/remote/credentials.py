@@ -6,7 +6,9 @@ tests) and returns an :class:`Endpoint` or raises a typed error naming the field
 
 - ``base_url`` ``None`` means the format's public host; ``vllm`` and ``tei`` have none, so
   they need one. A given ``base_url`` must be an ``http://`` or ``https://`` URL with a host;
-  trailing slashes are dropped before the format's path (``/rerank``) is appended.
+  trailing slashes are dropped before the format's path (``/rerank``) is appended, and a full
+  endpoint (a URL already ending in that path, as Haystack's ``JinaRanker`` takes it) is cut
+  back to its base, so it never becomes ``.../rerank/rerank``.
 - ``api_key`` wins. Otherwise ``api_key_env`` names the variable to read (for any host), or,
   only when the URL is the format's public host, the format's own variables are read
   (``CONTEXTUAL_API_KEY``, ``JINA_API_KEY``, ``COHERE_API_KEY``/``CO_API_KEY``). An
@@ -158,6 +160,9 @@ def resolve_endpoint(
     else:
         _check_url(url_arg)
         root = url_arg.strip().rstrip("/")
+        if fmt.path and root.endswith(fmt.path):
+            root = root.removesuffix(fmt.path)
+    given_root = root
     public_host = root == default_url
     root, userinfo = split_userinfo(root)
     auth, url_secrets = _url_secrets(userinfo) if userinfo is not None else (None, ())
@@ -169,7 +174,7 @@ def resolve_endpoint(
         )
     if key is None and env_arg is not None:
         raise RerankInputError("api_key", f"the environment variable {env_arg} is not set")
-    display = _display(url_arg.strip().rstrip("/")) if userinfo is not None and url_arg else root
+    display = _display(given_root) if userinfo is not None else root
     return Endpoint(
         fmt,
         root,
