@@ -32,7 +32,7 @@ class FakeReranker(Reranker):
         self._model = model
         self._lock = threading.Lock()
         self.calls: list[RerankRequest] = []
-        self.closed = False
+        self._closed = False
 
     @property
     def model_name(self) -> str:
@@ -58,5 +58,9 @@ class FakeReranker(Reranker):
             "model": self._model,
         }
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
-        self.closed = True
+        self._closed = True

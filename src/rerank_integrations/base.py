@@ -1,20 +1,36 @@
-"""The abstract :class:`Reranker` every backend implements.
+"""The abstract :class:`Reranker` every backend implements, and rebuilding one from its config.
 
 The public methods validate the call (:mod:`rerank_integrations.validation`), short-cut
 empty input, delegate the scoring to the backend's ``_score``/``_ascore`` and apply the
 ordering/``top_n`` rule (:mod:`rerank_integrations.ranking`). A backend only scores.
+
+A config (``to_config()``) is a JSON-serialisable dict with a ``backend`` key: a short name in
+:data:`BACKENDS` (``"local"``, ``"remote"``) or a ``"package.module:ClassName"`` path to a
+:class:`Reranker` subclass (custom backends); the rest of the dict is passed to the class's
+constructor as keyword arguments. :meth:`Reranker.from_config` / :func:`reranker_from_config`
+rebuild it; the backend's module is imported only then, so this module imports no backend.
 """
 
 from __future__ import annotations
 
 import abc
+import importlib
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Self
 
+from rerank_integrations.errors import RerankerClosedError, RerankInputError, RerankTypeError
 from rerank_integrations.ranking import select_results
 from rerank_integrations.results import RerankResult
-from rerank_integrations.validation import RerankRequest, validate_request
+from rerank_integrations.validation import RerankRequest, str_value, validate_request
+
+__all__ = ["BACKENDS", "Reranker", "reranker_from_config", "resolve_backend"]
+
+BACKENDS: dict[str, str] = {
+    "local": "rerank_integrations.backends.local:LocalReranker",
+    "remote": "rerank_integrations.backends.remote:RemoteReranker",
+}
+"""Short backend names accepted in a config's ``backend`` key."""
 
 
 class Reranker(abc.ABC):
@@ -26,7 +42,7 @@ class Reranker(abc.ABC):
     order; it may honour ``request.top_n`` as a hint and return fewer.
     """
 
-    #: The ``backend`` name written by :meth:`to_config`; see :mod:`rerank_integrations.config`.
+    #: The ``backend`` name written by :meth:`to_config` (a :data:`BACKENDS` name or a path).
     backend_name: str = ""
 
     @property
@@ -43,6 +59,29 @@ class Reranker(abc.ABC):
         :class:`~rerank_integrations.errors.UnsupportedFeatureError`.
         """
         return True
+
+    @property
+    def has_metadata_slot(self) -> bool:
+        """Whether metadata reaches the model through a field of its own, not folded into the
+        document text. Adapters send metadata by default only to such a reranker.
+
+        The default: a reranker that accepts metadata has a slot (a custom reranker decides
+        for itself). The local backend answers with its format's declaration, the remote
+        backend with its wire format's.
+        """
+        return self.accepts_metadata
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called: then every call raises
+        :class:`~rerank_integrations.errors.RerankerClosedError` (``close()`` is final)."""
+        return False
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise RerankerClosedError(
+                f"this {type(self).__name__} is closed; build a new one to rerank again"
+            )
 
     @abc.abstractmethod
     def _score(self, request: RerankRequest) -> Sequence[RerankResult]:
@@ -67,11 +106,13 @@ class Reranker(abc.ABC):
 
         Results are sorted by ``relevance_score`` descending, ties by ``index`` ascending;
         ``top_n=None`` returns all. Empty ``documents`` returns ``[]`` without model or
-        network work. Bad arguments raise a typed error before any work.
+        network work. Bad arguments raise a typed error before any work; after
+        :meth:`close`, every call raises :class:`~rerank_integrations.errors.RerankerClosedError`.
         """
         request = validate_request(
             query, documents, instruction=instruction, metadata=metadata, top_n=top_n
         )
+        self._check_open()
         if not request.documents:
             return []
         return select_results(self._score(request), top_n=request.top_n)
@@ -89,6 +130,7 @@ class Reranker(abc.ABC):
         request = validate_request(
             query, documents, instruction=instruction, metadata=metadata, top_n=top_n
         )
+        self._check_open()
         if not request.documents:
             return []
         return select_results(await self._ascore(request), top_n=request.top_n)
@@ -103,12 +145,11 @@ class Reranker(abc.ABC):
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Reranker:
         """Rebuild a reranker from :meth:`to_config`'s output; the backend comes from the config."""
-        from rerank_integrations.config import reranker_from_config
-
         return reranker_from_config(config)
 
     def close(self) -> None:
-        """Release resources (HTTP connections, model memory). Idempotent."""
+        """Release resources (HTTP connections, model memory). Idempotent and final: a
+        subclass that holds resources overrides it and :attr:`closed`."""
 
     async def aclose(self) -> None:
         """Async :meth:`close`."""
@@ -135,3 +176,31 @@ class Reranker(abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def resolve_backend(backend: str) -> type[Reranker]:
+    """The :class:`Reranker` class for a backend name or ``module:Class`` path."""
+    path = BACKENDS.get(backend, backend)
+    module_name, sep, qualname = path.partition(":")
+    if not sep or not module_name or not qualname:
+        raise RerankInputError(
+            "backend",
+            f"unknown backend {backend!r}: use one of {sorted(BACKENDS)} or 'module:ClassName'",
+        )
+    obj: Any = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    if not (isinstance(obj, type) and issubclass(obj, Reranker)):
+        raise RerankInputError("backend", f"{path!r} is not a Reranker subclass")
+    return obj
+
+
+def reranker_from_config(config: dict[str, Any]) -> Reranker:
+    """Build the reranker a ``to_config()`` dict describes (the dict is not modified)."""
+    if not isinstance(config, dict):
+        raise RerankTypeError("config", f"must be a dict, got {type(config).__name__}")
+    if "backend" not in config:
+        raise RerankInputError("config", "has no 'backend' key")
+    str_value("config['backend']", config["backend"])
+    settings = {k: v for k, v in config.items() if k != "backend"}
+    return resolve_backend(config["backend"])(**settings)

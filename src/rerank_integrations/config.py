@@ -1,57 +1,19 @@
-"""Rebuilding a reranker from its ``to_config()`` dict.
+"""The command line's reranker settings as a ``to_config()`` dict (:func:`backend_settings`).
 
-A config is a JSON-serialisable dict with a ``backend`` key: ``"local"``, ``"remote"``, or a
-``"package.module:ClassName"`` path to a :class:`~rerank_integrations.base.Reranker` subclass
-(for custom backends). The rest of the dict is passed to the class's constructor as keyword
-arguments.
+Rebuilding a reranker from a config (:data:`BACKENDS`, :func:`resolve_backend`,
+:func:`reranker_from_config`) lives in :mod:`rerank_integrations.base`, beside
+:meth:`Reranker.from_config <rerank_integrations.base.Reranker.from_config>`, so that the
+dependency goes one way (this module imports base, never the reverse); those names are
+re-exported here, where they always were importable.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from rerank_integrations.errors import RerankInputError, RerankTypeError
-from rerank_integrations.validation import str_value
+from rerank_integrations.base import BACKENDS, reranker_from_config, resolve_backend
 
-if TYPE_CHECKING:
-    from rerank_integrations.base import Reranker
-
-BACKENDS: dict[str, str] = {
-    "local": "rerank_integrations.backends.local:LocalReranker",
-    "remote": "rerank_integrations.backends.remote:RemoteReranker",
-}
-"""Short backend names accepted in a config's ``backend`` key."""
-
-
-def resolve_backend(backend: str) -> type[Reranker]:
-    """The :class:`Reranker` class for a backend name or ``module:Class`` path."""
-    from rerank_integrations.base import Reranker
-
-    path = BACKENDS.get(backend, backend)
-    module_name, sep, qualname = path.partition(":")
-    if not sep or not module_name or not qualname:
-        raise RerankInputError(
-            "backend",
-            f"unknown backend {backend!r}: use one of {sorted(BACKENDS)} or 'module:ClassName'",
-        )
-    obj: Any = importlib.import_module(module_name)
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    if not (isinstance(obj, type) and issubclass(obj, Reranker)):
-        raise RerankInputError("backend", f"{path!r} is not a Reranker subclass")
-    return obj
-
-
-def reranker_from_config(config: dict[str, Any]) -> Reranker:
-    """Build the reranker a ``to_config()`` dict describes (the dict is not modified)."""
-    if not isinstance(config, dict):
-        raise RerankTypeError("config", f"must be a dict, got {type(config).__name__}")
-    if "backend" not in config:
-        raise RerankInputError("config", "has no 'backend' key")
-    str_value("config['backend']", config["backend"])
-    settings = {k: v for k, v in config.items() if k != "backend"}
-    return resolve_backend(config["backend"])(**settings)
+__all__ = ["BACKENDS", "backend_settings", "reranker_from_config", "resolve_backend"]
 
 
 def backend_settings(

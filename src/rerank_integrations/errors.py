@@ -10,13 +10,13 @@ The hierarchy is small on purpose::
     ├── ModelLoadError                       a local model could not be loaded / detected
     ├── OutOfMemoryError                     out of accelerator memory even at batch size 1
     ├── UnpicklableRerankerError (PicklingError) holds a secret or client that is never pickled
+    ├── RerankerClosedError                  the reranker was closed (before or during the call)
     └── RemoteError                          anything that went wrong talking to a rerank service
         ├── RemoteStatusError                the server answered with an error status
         ├── RemoteTimeoutError               the request timed out (after retries)
         ├── RemoteConnectionError            connection failed / dropped (after retries)
-        ├── RemoteResponseError              the server's answer is malformed
-        │   └── RemoteResponseTooLargeError  the answer is over ``max_response_bytes``
-        └── RerankerClosedError              the reranker was closed while the call was in flight
+        └── RemoteResponseError              the server's answer is malformed
+            └── RemoteResponseTooLargeError  the answer is over ``max_response_bytes``
 
 Input errors subclass the builtin ``ValueError``/``TypeError`` so that code written
 against the builtins keeps working.
@@ -114,10 +114,11 @@ class RemoteResponseTooLargeError(RemoteResponseError):
         self.limit = limit
 
 
-class RerankerClosedError(RemoteError):
-    """``close()``/``aclose()`` was called while this call was in flight (sending, waiting for
-    an answer, or waiting to retry). A ``RemoteError``, so ``on_error="passthrough"`` turns it
-    into placeholder results like any other outage."""
+class RerankerClosedError(RerankError):
+    """The reranker was closed: ``close()``/``aclose()`` is final for every backend. A call made
+    after it, and a call in flight when it happened (sending, waiting for an answer or to
+    retry, queued on the local engine), raises this. Not a ``RemoteError``: closing is the
+    caller's own decision, not an outage, so ``on_error="passthrough"`` never hides it."""
 
 
 class UnpicklableRerankerError(RerankError, pickle.PicklingError):

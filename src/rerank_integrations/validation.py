@@ -132,30 +132,46 @@ def optional_int(field: str, value: object, *, minimum: int | None = None) -> in
 
 
 def number_value(
-    field: str, value: object, *, minimum: float | None = None, positive: bool = False
+    field: str,
+    value: object,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    positive: bool = False,
 ) -> float:
-    """A finite int/float (not a bool); ``> 0`` when ``positive``, ``>= minimum`` when given."""
+    """A finite int/float (not a bool); ``> 0`` when ``positive``, within ``minimum`` /
+    ``maximum`` when given. An int too large for a float is a bad value, not an OverflowError."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise RerankTypeError(field, f"must be a number, got {_type_name(value)}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
     if not math.isfinite(number):
-        raise RerankInputError(field, f"must be finite, got {value}")
+        raise RerankInputError(field, "must be a finite number")
     if positive and number <= 0:
         raise RerankInputError(field, f"must be > 0, got {value}")
     if minimum is not None and number < minimum:
         raise RerankInputError(field, f"must be >= {minimum}, got {value}")
+    if maximum is not None and number > maximum:
+        raise RerankInputError(field, f"must be <= {maximum:g}, got {number:g}")
     return number
 
 
 def optional_number(
-    field: str, value: object, *, minimum: float | None = None, positive: bool = False
+    field: str,
+    value: object,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    positive: bool = False,
 ) -> float | None:
     """``None`` or :func:`number_value`."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise RerankTypeError(field, f"must be a number or None, got {_type_name(value)}")
-    return number_value(field, value, minimum=minimum, positive=positive)
+    return number_value(field, value, minimum=minimum, maximum=maximum, positive=positive)
 
 
 def choice_value(field: str, value: object, choices: Collection[str]) -> str:

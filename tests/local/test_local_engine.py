@@ -35,7 +35,8 @@ from rerank_integrations.backends.local.engine import (  # noqa: E402
 from rerank_integrations.errors import (  # noqa: E402
     ModelLoadError,
     OutOfMemoryError,
-    RerankError,
+    RemoteError,
+    RerankerClosedError,
     RerankInputError,
     UnsupportedFeatureError,
 )
@@ -168,7 +169,8 @@ def test_package_import_stays_light() -> None:
         "rerank_integrations.backends.local.formats, rerank_integrations.backends.local.engine, "
         "rerank_integrations.backends.local.loading, rerank_integrations.backends.local.runners, "
         "rerank_integrations.backends.local.reranker, rerank_integrations.backends.local.jina, "
-        "rerank_integrations.backends.local.tokenizer\n"
+        "rerank_integrations.backends.local.tokenizer, "
+        "rerank_integrations.backends.local.checkpoint\n"
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -374,7 +376,7 @@ def test_pending_jobs_are_merged_into_shared_batches() -> None:
     assert engine.stats["jobs"] == 6 and engine.stats["cycles"] == 2
     assert runner.batches[1:] == [10]  # the 5 queued jobs ran as ONE batch
     engine.close()
-    with pytest.raises(RerankError):
+    with pytest.raises(RerankerClosedError):
         engine.submit([EncodedInput((1,))])
 
 
@@ -477,9 +479,11 @@ def test_close_is_idempotent_and_final(tiny_xlmr_dir: Path) -> None:
     r.close()
     r.close()
     assert r._engine._runner is None  # model released
-    with pytest.raises(RerankError):
-        r.rerank(QUERY, DOCS[:2])
-    assert r.rerank(QUERY, []) == []  # empty input never touches the model
+    assert r.closed
+    for documents in (DOCS[:2], []):  # close() is final, even for an empty call
+        with pytest.raises(RerankerClosedError) as info:
+            r.rerank(QUERY, documents)
+        assert not isinstance(info.value, RemoteError)
 
 
 def test_top_n_and_sorting(mxbai: LocalReranker) -> None:

@@ -21,11 +21,7 @@ from typing import Any
 import pytest
 
 from rerank_integrations.backends.local import LocalReranker, loading
-from rerank_integrations.backends.local.quantize import (
-    parse_quantize,
-    quantize_runner,
-    quantized_linear_count,
-)
+from rerank_integrations.backends.local.quantize import parse_quantize, quantize_runner
 from rerank_integrations.errors import RerankInputError, UnsupportedFeatureError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,6 +32,19 @@ from benchmarks.agreement import agreement  # noqa: E402
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
+
+
+def quantized_linear_count(module: Any) -> tuple[int, int]:
+    """``(quantised, fp32)`` counts of the linear layers in ``module``."""
+    quantised = plain = 0
+    for sub in module.modules():
+        name = type(sub).__name__
+        if name == "Linear" and type(sub).__module__.startswith("torch.ao.nn.quantized"):
+            quantised += 1
+        elif name == "Linear":
+            plain += 1
+    return quantised, plain
+
 
 _WORDS = (
     "energy",

@@ -1,9 +1,9 @@
 """Items 2 and 3: ``close()`` / ``aclose()`` while calls are in flight.
 
 A call in flight when its reranker is closed (sending, waiting for an answer, waiting to
-retry, or with sub-requests still queued) raises ``RerankerClosedError`` at once, or returns
-placeholders with ``on_error="passthrough"``; never a raw ``RuntimeError``, never a deadlock.
-The reranker stays usable afterwards."""
+retry, or with sub-requests still queued) raises ``RerankerClosedError`` at once, also with
+``on_error="passthrough"`` (closing is the caller's decision, not an outage); never a raw
+``RuntimeError``, never a deadlock. ``close()`` is final: later calls raise too."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pytest
 from helpers.bounded import bounded
 from helpers.hostile_server import Act, HostileServer
 
-from rerank_integrations.backends.remote import RemoteReranker, is_passthrough
+from rerank_integrations.backends.remote import RemoteReranker
 from rerank_integrations.errors import RemoteError, RerankerClosedError
 
 Build = Callable[..., RemoteReranker]
@@ -74,16 +74,13 @@ def test_sync_close_during_a_request_or_a_retry_wait(
     assert outcome.seconds <= CLOSE_AFTER + SLACK
 
 
-def test_sync_close_with_passthrough_returns_placeholders(
-    hostile: HostileServer, build: Build
-) -> None:
+def test_sync_close_is_not_hidden_by_passthrough(hostile: HostileServer, build: Build) -> None:
     hostile.default = Act.stall()
     reranker = build(timeout=30, on_error="passthrough")
     close_later(reranker)
     outcome = bounded(lambda: reranker.rerank("q", DOCS), 10)
-    assert outcome.error is None
-    assert [r.index for r in outcome.value] == [0, 1, 2, 3]
-    assert all(is_passthrough(r) for r in outcome.value)
+    error = outcome.raised(RerankerClosedError)
+    assert not isinstance(error, RemoteError)
     assert outcome.seconds <= CLOSE_AFTER + SLACK
 
 
@@ -130,10 +127,7 @@ def test_aclose_on_the_same_loop_during_a_call(
 
     outcome = bounded(lambda: asyncio.run(scenario()), 10)
     assert outcome.seconds <= CLOSE_AFTER + SLACK
-    if passthrough:
-        assert outcome.error is None and all(is_passthrough(r) for r in outcome.value)
-    else:
-        outcome.raised(RerankerClosedError)
+    outcome.raised(RerankerClosedError)  # with passthrough too: a close is not an outage
 
 
 def test_close_from_another_thread_stops_an_async_call(
@@ -156,7 +150,7 @@ def test_sync_close_inside_async_code_stops_the_loops_calls(
     async def scenario() -> Any:
         task = asyncio.ensure_future(reranker.arerank("q", DOCS))
         await asyncio.sleep(CLOSE_AFTER)
-        client = reranker._transport._async_state[asyncio.get_running_loop()][0]
+        client = reranker._clients._async_state[asyncio.get_running_loop()][0]
         reranker.close()  # sync close() in async code: the loop's client closes on the loop
         try:
             await task
@@ -169,27 +163,23 @@ def test_sync_close_inside_async_code_stops_the_loops_calls(
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
-def test_the_reranker_works_after_close(hostile: HostileServer, build: Build, mode: str) -> None:
+def test_close_is_final(hostile: HostileServer, build: Build, mode: str) -> None:
+    """After close(), a call raises RerankerClosedError before any request (as a closed
+    httpx client or LocalReranker does), in every mode, and close() stays idempotent."""
     hostile.script.append(Act.stall())
     reranker = build(timeout=30)
     close_later(reranker)
 
-    def first_then_second() -> tuple[BaseException | None, Any]:
-        try:
-            if mode == "sync":
-                reranker.rerank("q", DOCS)
-            else:
-                asyncio.run(reranker.arerank("q", DOCS))
-        except RemoteError as exc:
-            first: BaseException | None = exc
-        else:
-            first = None
+    def call() -> Any:
         if mode == "sync":
-            return first, reranker.rerank("q", DOCS)
-        return first, asyncio.run(reranker.arerank("q", DOCS))
+            return reranker.rerank("q", DOCS)
+        return asyncio.run(reranker.arerank("q", DOCS))
 
-    outcome = bounded(first_then_second, 10)
-    assert outcome.error is None
-    first, second = outcome.value
-    assert isinstance(first, RerankerClosedError)
-    assert [r.index for r in second] == [0, 1, 2, 3] and not is_passthrough(second[0])
+    outcome = bounded(call, 10)
+    outcome.raised(RerankerClosedError)
+    sent = len(hostile.requests)
+    reranker.close()
+    later = bounded(call, 10)
+    later.raised(RerankerClosedError)
+    assert len(hostile.requests) == sent  # nothing was sent after close()
+    assert reranker.closed

@@ -44,7 +44,7 @@ SCRIPT = textwrap.dedent(
     clients = sum(
         1 for o in gc.get_objects() if isinstance(o, httpx.AsyncClient) and not o.is_closed
     )
-    print(before, fds(), clients, len(reranker._transport._async_state))
+    print(before, fds(), clients, len(reranker._clients._async_state))
     """
 )
 
@@ -72,9 +72,9 @@ def test_a_loop_reuses_its_client(hostile: HostileServer, build: Build) -> None:
     async def scenario() -> bool:
         await reranker.arerank("q", DOCS)
         loop = asyncio.get_running_loop()
-        first = reranker._transport._async_state[loop][0]
+        first = reranker._clients._async_state[loop][0]
         await reranker.arerank("q", DOCS)
-        return reranker._transport._async_state[loop][0] is first
+        return reranker._clients._async_state[loop][0] is first
 
     assert bounded(lambda: asyncio.run(scenario()), 10).value is True
 
@@ -93,7 +93,7 @@ def test_state_of_a_loop_closed_by_hand_is_dropped(hostile: HostileServer, build
                 loop.run_until_complete(reranker.arerank("q", DOCS))
             finally:
                 loop.close()  # no shutdown_asyncgens()
-        return len(os.listdir("/proc/self/fd")) - before, len(reranker._transport._async_state)
+        return len(os.listdir("/proc/self/fd")) - before, len(reranker._clients._async_state)
 
     outcome = bounded(many, 30)
     assert outcome.error is None
@@ -108,12 +108,12 @@ def test_asyncio_run_closes_the_loops_client(hostile: HostileServer, build: Buil
 
     async def scenario() -> None:
         await reranker.arerank("q", DOCS)
-        seen.append(reranker._transport._async_state[asyncio.get_running_loop()][0])
+        seen.append(reranker._clients._async_state[asyncio.get_running_loop()][0])
 
     bounded(lambda: asyncio.run(scenario()), 10)
     gc.collect()
     assert seen and seen[0].is_closed
-    assert reranker._transport._async_state == {}
+    assert reranker._clients._async_state == {}
 
 
 def test_a_users_async_client_is_never_closed(hostile: HostileServer, build: Build) -> None:

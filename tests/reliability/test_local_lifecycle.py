@@ -52,7 +52,7 @@ from rerank_integrations.backends.local.formats.cross_encoder import (  # noqa: 
     cap_metadata,
     split_windows,
 )
-from rerank_integrations.errors import RerankError  # noqa: E402
+from rerank_integrations.errors import RerankerClosedError, RerankError  # noqa: E402
 from rerank_integrations.validation import validate_request  # noqa: E402
 
 QUERY = "What is the capital of France?"
@@ -209,7 +209,7 @@ def test_closed_reranker_raises_in_the_child(tiny_xlmr_dir: Path) -> None:
             return type(exc).__name__
         return "no error"
 
-    assert run_in_fork(child) == "RerankError"
+    assert run_in_fork(child) == "RerankerClosedError"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -317,7 +317,7 @@ def test_closed_reranker_cannot_be_copied(tiny_xlmr_dir: Path) -> None:
     r = LocalReranker(str(tiny_xlmr_dir))
     r.close()
     for make_copy in (pickle.dumps, copy.deepcopy):
-        with pytest.raises(RerankError, match="closed"):
+        with pytest.raises(RerankerClosedError, match="closed"):
             make_copy(r)
 
 

@@ -20,7 +20,7 @@ import pytest
 from helpers.hostile_server import HostileServer
 
 from rerank_integrations.backends.remote import RemoteReranker
-from rerank_integrations.backends.remote.retry import StatedLimit
+from rerank_integrations.backends.remote.limits import StatedLimit
 from rerank_integrations.errors import UnpicklableRerankerError
 
 Build = Callable[..., RemoteReranker]
@@ -84,7 +84,7 @@ def test_a_copy_is_independent_and_keeps_the_key(
 ) -> None:
     reranker = used(build(api_key=KEY, max_documents_per_request=2))
     clone = how(reranker)
-    assert clone is not reranker and clone._transport is not reranker._transport
+    assert clone is not reranker and clone._clients is not reranker._clients
     assert clone.rerank("q", DOCS) == reranker.rerank("q", DOCS)
     assert hostile.requests[-1].headers["authorization"] == f"Bearer {KEY}"
     clone.close()  # closing the copy leaves the original working
@@ -94,7 +94,7 @@ def test_a_copy_is_independent_and_keeps_the_key(
 def test_a_copy_shares_the_users_client(build: Build) -> None:
     with httpx.Client() as client:
         clone = copy.deepcopy(build(http_client=client))
-        assert clone._transport.sync_client() is client
+        assert clone._clients.sync_client() is client
 
 
 def test_unpickled_in_another_process(

@@ -31,6 +31,7 @@ from rerank_integrations import (
     RemoteStatusError,
     RemoteTimeoutError,
     Reranker,
+    RerankerClosedError,
     RerankInputError,
     RerankResult,
     RerankTypeError,
@@ -41,8 +42,8 @@ from rerank_integrations.backends.remote import (
     RemoteReranker,
     is_passthrough,
 )
+from rerank_integrations.backends.remote.limits import StatedLimit
 from rerank_integrations.backends.remote.planning import estimate_tokens
-from rerank_integrations.backends.remote.retry import StatedLimit
 from rerank_integrations.ranking import select_results
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -807,26 +808,34 @@ async def test_user_async_client_not_closed(server: RerankTestServer, waits: Wai
         assert not client.is_closed
 
 
-async def test_own_clients_closed_and_recreated(server: RerankTestServer, waits: Waits) -> None:
+async def test_own_clients_closed_and_close_is_final(
+    server: RerankTestServer, waits: Waits
+) -> None:
     reranker = make(server, waits, max_documents_per_request=2)
     await reranker.arerank("q", DOCS)
     loop = asyncio.get_running_loop()
-    transport = reranker._transport
-    async_client = transport._async_state[loop][0]
+    clients = reranker._clients
+    async_client = clients._async_state[loop][0]
     await asyncio.to_thread(reranker.rerank, "q", DOCS)
-    sync_client = transport._client
-    assert sync_client is not None and transport._executor is not None
+    sync_client = clients._client
+    assert sync_client is not None and clients._executor is not None
+    sent = len(server.requests)
     await reranker.aclose()
     assert async_client.is_closed and sync_client.is_closed
-    assert transport._client is None and transport._executor is None
+    assert clients._client is None and clients._executor is None
     await reranker.aclose()  # idempotent
-    assert len(await reranker.arerank("q", DOCS)) == 4  # usable again
+    assert reranker.closed
+    with pytest.raises(RerankerClosedError):  # final, as httpx's close(): no new clients
+        await reranker.arerank("q", DOCS)
+    with pytest.raises(RerankerClosedError):
+        await asyncio.to_thread(reranker.rerank, "q", DOCS)
+    assert len(server.requests) == sent and clients._client is None
 
 
 def test_context_manager_closes(server: RerankTestServer, waits: Waits) -> None:
     with make(server, waits) as reranker:
         reranker.rerank("q", DOCS)
-        client = reranker._transport._client
+        client = reranker._clients._client
     assert client is not None and client.is_closed
 
 
@@ -843,7 +852,7 @@ def test_no_httpx_import_until_constructed() -> None:
         "import rerank_integrations.backends.remote.planning;"
         "import rerank_integrations.backends.remote.reranker;"
         "import rerank_integrations.backends.remote.retry;"
-        "import rerank_integrations.backends.remote.transport;"
+        "import rerank_integrations.backends.remote.clients;"
         "assert 'httpx' not in sys.modules, 'httpx imported eagerly'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

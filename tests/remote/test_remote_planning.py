@@ -10,10 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rerank_integrations.backends.remote.formats import FORMATS, WireRequest
+from rerank_integrations.backends.remote.limits import LearnedLimits, Limits, StatedLimit
 from rerank_integrations.backends.remote.planning import (
     PAIR_OVERHEAD,
-    LearnedLimits,
-    Limits,
     estimate_tokens,
     fold_request,
     merge_results,
@@ -24,7 +23,6 @@ from rerank_integrations.backends.remote.planning import (
     split_to_limit,
     truncate_to_tokens,
 )
-from rerank_integrations.backends.remote.retry import StatedLimit
 from rerank_integrations.errors import (
     RemoteResponseError,
     RerankInputError,

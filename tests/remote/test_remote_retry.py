@@ -7,19 +7,16 @@ import math
 
 import pytest
 
+from rerank_integrations.backends.remote.limits import StatedLimit, is_too_long, parse_stated_limit
 from rerank_integrations.backends.remote.retry import (
     PASSTHROUGH_RAW_SCORE,
     PASSTHROUGH_RELEVANCE,
     RetryPolicy,
-    StatedLimit,
     backoff_delay,
     is_passthrough,
     is_retryable_status,
-    is_too_long,
     parse_retry_after,
-    parse_stated_limit,
     passthrough_results,
-    redact,
     request_id,
     should_retry,
 )
@@ -198,12 +195,10 @@ def test_parse_stated_limit_table(message: str, limit: StatedLimit | None) -> No
     assert parse_stated_limit(message) == limit
 
 
-def test_request_id_and_redact() -> None:
+def test_request_id() -> None:
     assert request_id({"x-request-id": "abc"}) == "abc"
     assert request_id({"request-id": "r1"}) == "r1"
     assert request_id({}) is None
-    assert redact("bad key sk-123 given", "sk-123") == "bad key *** given"
-    assert redact("nothing", None) == "nothing"
 
 
 def test_passthrough_placeholders() -> None:

@@ -14,21 +14,23 @@ import pytest
 from helpers.remote_server import RerankTestServer
 
 from rerank_integrations import RemoteReranker
-from rerank_integrations.backends.remote.document_limits import (
-    DocumentLimit,
-    cap_characters,
-    is_document_too_long,
-    not_found_hint,
-    oversize_error,
-    parse_document_limit,
-    shrink_rejected,
-)
 from rerank_integrations.backends.remote.formats import (
     WireRequest,
     error_message,
     get_format,
 )
-from rerank_integrations.backends.remote.retry import is_too_long
+from rerank_integrations.backends.remote.limits import (
+    DocumentLimit,
+    is_document_too_long,
+    is_too_long,
+    parse_document_limit,
+)
+from rerank_integrations.backends.remote.outcomes import not_found_hint
+from rerank_integrations.backends.remote.planning import (
+    cap_characters,
+    oversize_error,
+    shrink_rejected,
+)
 from rerank_integrations.errors import RemoteStatusError, RerankInputError
 
 VLLM_400 = (

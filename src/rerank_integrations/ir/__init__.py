@@ -14,6 +14,9 @@ One job per module:
 - :mod:`.plot`: the evaluation chart (matplotlib, Agg).
 - :mod:`.pipeline` / :mod:`.commands`: the two CLI commands.
 
+The package itself holds what they share: :data:`EVAL_EXTRA` and :func:`example_ids` (the few
+ids a warning or an error names).
+
 Importing this package imports nothing heavy: bm25s, ir-measures, scipy and matplotlib are
 loaded when used and raise :class:`~rerank_integrations.errors.MissingExtraError` naming
 ``pip install "rerank-integrations[eval]"`` when missing.
@@ -21,5 +24,17 @@ loaded when used and raise :class:`~rerank_integrations.errors.MissingExtraError
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 EVAL_EXTRA = "eval"
 """The extra that brings the optional dependencies of this subpackage."""
+
+MAX_EXAMPLE_IDS = 5
+"""How many example ids a warning or an error names."""
+
+
+def example_ids(ids: Sequence[str]) -> str:
+    """The first :data:`MAX_EXAMPLE_IDS` ids, quoted, for a message (``, ...`` when there are
+    more): the one way every ``run``/``eval`` warning shows what it counted."""
+    shown = ", ".join(repr(i) for i in ids[:MAX_EXAMPLE_IDS])
+    return shown + (", ..." if len(ids) > MAX_EXAMPLE_IDS else "")

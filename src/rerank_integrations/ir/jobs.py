@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rerank_integrations.errors import RerankInputError
+from rerank_integrations.ir import MAX_EXAMPLE_IDS, example_ids
 from rerank_integrations.ir.first_stage import document_text
 from rerank_integrations.ir.formats import Document, Query, Run, ranked
 from rerank_integrations.metadata import format_metadata
@@ -24,8 +25,6 @@ from rerank_integrations.validation import (
 )
 
 __all__ = ["JobReport", "QueryJob", "build_jobs", "record_field"]
-
-_EXAMPLES = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,30 +53,26 @@ class JobReport:
     def warnings(self) -> list[str]:
         """One human-readable line per non-zero count."""
         out = []
-
-        def ex(ids: Sequence[str]) -> str:
-            return ", ".join(repr(i) for i in ids[:_EXAMPLES]) + (", ..." if len(ids) > 5 else "")
-
         if self.unknown_query_ids:
             out.append(
                 f"{len(self.unknown_query_ids)} candidate query ids are not in the queries "
-                f"file and were skipped (e.g. {ex(self.unknown_query_ids)})"
+                f"file and were skipped (e.g. {example_ids(self.unknown_query_ids)})"
             )
         if self.unknown_doc_ids:
             out.append(
                 f"{self.unknown_doc_ids} candidates name doc ids that are not in the corpus "
-                f"and were skipped (e.g. {ex(self.unknown_doc_examples)})"
+                f"and were skipped (e.g. {example_ids(self.unknown_doc_examples)})"
             )
         if self.queries_without_candidates:
             out.append(
                 f"{len(self.queries_without_candidates)} queries have no candidates and "
-                f"are not in the output run (e.g. {ex(self.queries_without_candidates)})"
+                f"are not in the output run (e.g. {example_ids(self.queries_without_candidates)})"
             )
         if self.queries_without_instruction:
             out.append(
                 f"{len(self.queries_without_instruction)} queries have no instruction "
                 f"field and were reranked without one "
-                f"(e.g. {ex(self.queries_without_instruction)})"
+                f"(e.g. {example_ids(self.queries_without_instruction)})"
             )
         if self.documents_without_metadata:
             out.append(
@@ -140,7 +135,7 @@ def build_jobs(
             doc = corpus.get(doc_id)
             if doc is None:
                 report.unknown_doc_ids += 1
-                if len(report.unknown_doc_examples) < _EXAMPLES:
+                if len(report.unknown_doc_examples) < MAX_EXAMPLE_IDS:
                     report.unknown_doc_examples.append(doc_id)
                 continue
             doc_ids.append(doc_id)

@@ -27,12 +27,11 @@ from typing import Any
 
 from rerank_integrations.errors import RerankInputError
 from rerank_integrations.extras import import_extra
-from rerank_integrations.ir import EVAL_EXTRA
+from rerank_integrations.ir import EVAL_EXTRA, example_ids
 from rerank_integrations.ir.formats import Qrels, Run, ranked
 from rerank_integrations.validation import choice_value, optional_str_sequence
 
 __all__ = [
-    "DEFAULT_METRICS",
     "TESTS",
     "Comparison",
     "Coverage",
@@ -44,7 +43,6 @@ __all__ = [
     "parse_metrics",
 ]
 
-DEFAULT_METRICS = ("nDCG@10", "MRR@10", "Recall@100")
 TESTS = ("ttest", "wilcoxon")
 _TIE = 1e-12
 
@@ -118,10 +116,6 @@ class Evaluation:
         return [a[q] - b[q] for q in self.query_ids]
 
 
-def _examples(ids: Sequence[str]) -> str:
-    return ", ".join(repr(i) for i in ids[:5]) + (", ..." if len(ids) > 5 else "")
-
-
 def evaluate(qrels: Qrels, runs: Mapping[str, Run], metrics: Sequence[str]) -> Evaluation:
     """Every metric, per query, for every run (see the module docstring for the frame)."""
     ir_measures = _ir_measures()
@@ -132,8 +126,8 @@ def evaluate(qrels: Qrels, runs: Mapping[str, Run], metrics: Sequence[str]) -> E
         if not any(qid in qrels for qid in run):
             raise RerankInputError(
                 f"run {name!r}",
-                f"shares no query id with the qrels (run: {_examples(list(run))}; qrels: "
-                f"{_examples(list(qrels))}): wrong qrels file or split?",
+                f"shares no query id with the qrels (run: {example_ids(list(run))}; qrels: "
+                f"{example_ids(list(qrels))}): wrong qrels file or split?",
             )
     answered = set().union(*(set(run) for run in runs.values()))
     query_ids = sorted(q for q in qrels if q in answered)

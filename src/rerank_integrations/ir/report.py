@@ -5,13 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from rerank_integrations.ir import example_ids
 from rerank_integrations.ir.metrics import Comparison, Evaluation
 
 __all__ = ["coverage_warnings", "render_table", "to_json"]
-
-
-def _examples(ids: Sequence[str]) -> str:
-    return ", ".join(repr(i) for i in ids[:5]) + (", ..." if len(ids) > 5 else "")
 
 
 def coverage_warnings(evaluation: Evaluation) -> list[str]:
@@ -22,18 +19,18 @@ def coverage_warnings(evaluation: Evaluation) -> list[str]:
         if cov.not_in_qrels:
             out.append(
                 f"{system}: {len(cov.not_in_qrels)} run queries have no judgements in the "
-                f"qrels and are not evaluated (e.g. {_examples(cov.not_in_qrels)})"
+                f"qrels and are not evaluated (e.g. {example_ids(cov.not_in_qrels)})"
             )
         if cov.missing:
             out.append(
                 f"{system}: lacks {len(cov.missing)} of the {n} evaluated queries; they "
-                f"score 0 (e.g. {_examples(cov.missing)})"
+                f"score 0 (e.g. {example_ids(cov.missing)})"
             )
     unanswered = evaluation.qrels_queries_unanswered
     if unanswered:
         out.append(
             f"{len(unanswered)} qrels queries are in no run and are not evaluated "
-            f"(e.g. {_examples(unanswered)})"
+            f"(e.g. {example_ids(unanswered)})"
         )
     return out
 

@@ -1,9 +1,11 @@
 """The local backend: :class:`LocalReranker` and the format API.
 
-Modules: :mod:`.reranker` (``LocalReranker``), :mod:`.loading` (device/dtype/attention, safe
-weights, :class:`Checkpoint`), :mod:`.tokenizer` (the tokenizer view), :mod:`.engine` (batching,
-one worker), :mod:`.runners` (the torch code), :mod:`.jina` (jina-reranker-v2 without remote
-code) and :mod:`.formats` (one module per model format, and the registry :data:`FORMATS`).
+Modules: :mod:`.reranker` (``LocalReranker``), :mod:`.loading` (device/dtype/attention, format
+detection), :mod:`.checkpoint` (:class:`Checkpoint`: what a format's build sees, safe weights),
+:mod:`.tokenizer` (the tokenizer view, the pair template), :mod:`.engine` (batching, one
+worker), :mod:`.runners` (the torch code), :mod:`.jina` (jina-reranker-v2 without remote code),
+:mod:`.quantize` (opt-in int8) and :mod:`.formats` (one module per model format, and the
+registry :data:`FORMATS`).
 
 To add a format, subclass :class:`LocalFormat` (or :class:`CausalFormat`,
 :class:`PromptFormat`, one of the built-in formats) and pass it as
@@ -15,6 +17,7 @@ Importing this package imports no torch or transformers: they load when a rerank
 
 from __future__ import annotations
 
+from rerank_integrations.backends.local.checkpoint import Checkpoint
 from rerank_integrations.backends.local.engine import EncodedInput
 from rerank_integrations.backends.local.formats import (
     FORMATS,
@@ -34,7 +37,6 @@ from rerank_integrations.backends.local.formats.base import (
     TextEncoder,
 )
 from rerank_integrations.backends.local.formats.prompt import PromptFormat, PromptParts
-from rerank_integrations.backends.local.loading import Checkpoint
 from rerank_integrations.backends.local.reranker import DEFAULT_MODEL, LocalReranker
 
 __all__ = [

@@ -50,7 +50,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from rerank_integrations.errors import OutOfMemoryError, RerankError
+from rerank_integrations.errors import OutOfMemoryError, RerankerClosedError, RerankError
 from rerank_integrations.forking import reset_after_fork
 
 logger = logging.getLogger(__name__)
@@ -281,7 +281,7 @@ class LocalEngine:
             self._after_fork_in_child()
         with self._lock:
             if self._closed:
-                raise RerankError("this LocalReranker is closed")
+                raise RerankerClosedError("this LocalReranker is closed")
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=_worker_loop,
@@ -340,7 +340,7 @@ class LocalEngine:
         """Rows for every input, in order (runs on the calling thread; not locked)."""
         runner = self._runner
         if runner is None:
-            raise RerankError("this LocalReranker is closed")
+            raise RerankerClosedError("this LocalReranker is closed")
         s = self.settings
         results: list[Rows | None] = [None] * len(flat)
         groups: dict[tuple[int, ...], list[int]] = {}

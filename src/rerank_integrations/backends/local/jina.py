@@ -35,12 +35,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from rerank_integrations.backends.local.checkpoint import Checkpoint
 from rerank_integrations.errors import ModelLoadError
-
-if TYPE_CHECKING:
-    from rerank_integrations.backends.local.loading import Checkpoint
 
 __all__ = [
     "JINA_KEY_RENAMES",

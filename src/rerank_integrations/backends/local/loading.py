@@ -1,8 +1,9 @@
-"""Loading a local reranker: device/dtype/attention choice, safe weights, the format's build.
+"""Loading a local reranker: device/dtype/attention choice, then the format's detection and build.
 
 - :func:`load_model` reads the raw ``config.json``, asks the formats (in order) which one
-  matches unless one is given, loads the tokenizer and hands a :class:`Checkpoint` to the
-  format's ``build``, which picks the transformers class (or a converter) and the runner.
+  matches unless one is given, loads the tokenizer and hands a
+  :class:`~.checkpoint.Checkpoint` to the format's ``build``, which picks the transformers
+  class (or a converter) and the runner; the checkpoint loads the weights (:mod:`.checkpoint`).
 - Weights load with ``use_safetensors=True`` unless ``allow_pickle=True``; repository code is
   never executed unless ``trust_remote_code=True`` is passed explicitly. A config that points at
   repository code (``auto_map``) is refused before transformers is asked, unless the format
@@ -17,18 +18,16 @@ the functions; importing this module is cheap.
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
-import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from rerank_integrations.backends.local.checkpoint import Checkpoint, load_error
 from rerank_integrations.backends.local.engine import BatchRunner
 from rerank_integrations.backends.local.formats import detect_format
-from rerank_integrations.backends.local.formats.base import LocalFormat, ModelInfo, PairTemplate
+from rerank_integrations.backends.local.formats.base import LocalFormat, ModelInfo
 from rerank_integrations.backends.local.quantize import check_quantize_device, quantize_runner
 from rerank_integrations.backends.local.tokenizer import HFTextEncoder
 from rerank_integrations.errors import ModelLoadError, RerankInputError, RerankTypeError
@@ -39,7 +38,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "DEVICE_TYPES",
-    "Checkpoint",
     "LoadedModel",
     "choose_attn_implementation",
     "load_model",
@@ -156,12 +154,6 @@ def read_config_dict(model: str, *, revision: str | None = None) -> dict[str, An
     return dict(config)
 
 
-def _dtype_kwarg(transformers: Any) -> str:
-    """``dtype`` (transformers >= 4.56, the only spelling in 5.x) or ``torch_dtype`` (older)."""
-    major, minor = (int(p) for p in str(transformers.__version__).split(".")[:2])
-    return "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
-
-
 def resolve_device(torch: Any, device: str | None) -> Any:
     if device is None:
         if torch.cuda.is_available():
@@ -199,143 +191,6 @@ def _check_remote_code(model: str, config: Mapping[str, Any], trust_remote_code:
             f"{config.get('model_type')!r}); it is not executed by default. Pass "
             "trust_remote_code=True only if you trust that repository."
         )
-
-
-def _load_error(model: str, exc: Exception, *, allow_pickle: bool) -> ModelLoadError:
-    text = str(exc)
-    hint = ""
-    if not allow_pickle and ("safetensors" in text or ".bin" in text or "pytorch_model" in text):
-        hint = (
-            " Only safetensors weights are loaded by default; pass allow_pickle=True to load "
-            "pickle (.bin) weights, and only from a source you trust."
-        )
-    elif "trust_remote_code" in text:
-        hint = " Pass trust_remote_code=True only if you trust the repository's code."
-    return ModelLoadError(f"could not load {model!r}: {text}{hint}")
-
-
-def _from_pretrained(
-    auto_cls: Any, model: str, kwargs: dict[str, Any], *, allow_pickle: bool, explicit_attn: bool
-) -> Any:
-    try:
-        return auto_cls.from_pretrained(model, **kwargs)
-    except (ValueError, ImportError) as exc:
-        if (
-            explicit_attn
-            or kwargs.get("attn_implementation") == "eager"
-            or ("attn" not in str(exc).lower() and "attention" not in str(exc).lower())
-        ):
-            raise _load_error(model, exc, allow_pickle=allow_pickle) from exc
-        logger.info(
-            "attention %s unavailable (%s); using eager", kwargs["attn_implementation"], exc
-        )
-        return _from_pretrained(
-            auto_cls,
-            model,
-            {**kwargs, "attn_implementation": "eager"},
-            allow_pickle=allow_pickle,
-            explicit_attn=True,
-        )
-    except OSError as exc:
-        raise _load_error(model, exc, allow_pickle=allow_pickle) from exc
-
-
-def _resolve_weight_files(model: str, revision: str | None, allow_pickle: bool) -> list[Path]:
-    """The safetensors files (or, with allow_pickle, .bin files) of a local dir or hub repo."""
-    names = ["model.safetensors", "model.safetensors.index.json"]
-    if allow_pickle:
-        names += ["pytorch_model.bin", "pytorch_model.bin.index.json"]
-    if os.path.isdir(model):
-        root = Path(model)
-        for name in names:
-            if (root / name).is_file():
-                return _expand_index(root / name, lambda f: root / f)
-        raise ModelLoadError(
-            f"no {'weights' if allow_pickle else 'safetensors weights'} in {model!r}"
-            + ("" if allow_pickle else " (pass allow_pickle=True to load .bin files)")
-        )
-    hub = import_extra("huggingface_hub", extra="local", feature=_FEATURE)
-    errors = []
-    for name in names:
-        try:
-            path = Path(hub.hf_hub_download(model, name, revision=revision))
-        except Exception as exc:  # this candidate file is missing: try the next one
-            errors.append(f"{name}: {exc}")
-            continue
-        return _expand_index(path, lambda f: Path(hub.hf_hub_download(model, f, revision=revision)))
-    raise ModelLoadError(f"no loadable weights found for {model!r}: " + "; ".join(errors))
-
-
-def _expand_index(path: Path, fetch: Any) -> list[Path]:
-    if not path.name.endswith(".index.json"):
-        return [path]
-    index = json.loads(path.read_text(encoding="utf-8"))
-    return [fetch(f) for f in sorted(set(index["weight_map"].values()))]
-
-
-def _load_state_dict(files: Sequence[Path]) -> dict[str, Any]:
-    state: dict[str, Any] = {}
-    for f in files:
-        if f.suffix == ".safetensors":
-            st = import_extra("safetensors.torch", extra="local", feature=_FEATURE)
-            state.update(st.load_file(str(f)))
-        else:
-            torch = import_extra("torch", extra="local", feature=_FEATURE)
-            state.update(torch.load(str(f), map_location="cpu", weights_only=True))
-    return state
-
-
-@dataclass(eq=False)
-class Checkpoint:
-    """A checkpoint being loaded, as a format's ``build`` sees it: what was read from it
-    (``config``, the tokenizer view ``encoder``, positions, special ids) and the settings chosen
-    for it (``device``, ``dtype``, ``attn_implementation``, the safety switches). Its methods
-    load the weights under those settings; ``torch`` and ``transformers`` are the modules."""
-
-    model: str
-    config: Mapping[str, Any]
-    encoder: HFTextEncoder
-    torch: Any
-    transformers: Any
-    device: Any
-    dtype: Any
-    attn_implementation: str
-    max_positions: int
-    tokenizer_max_length: int | None
-    pad_token_id: int | None
-    eos_token_id: int | None
-    revision: str | None = None
-    trust_remote_code: bool = False
-    allow_pickle: bool = False
-    explicit_attn: bool = False
-
-    def from_pretrained(self, auto_class: str) -> Any:
-        """``transformers.<auto_class>.from_pretrained(model)`` in the chosen dtype and attention
-        (eager when the automatic choice is unavailable), safetensors only unless
-        ``allow_pickle``, repository code only if trusted. The module stays on the CPU."""
-        kwargs: dict[str, Any] = {
-            _dtype_kwarg(self.transformers): self.dtype,
-            "attn_implementation": self.attn_implementation,
-            "trust_remote_code": self.trust_remote_code,
-            "use_safetensors": None if self.allow_pickle else True,
-            "revision": self.revision,
-        }
-        return _from_pretrained(
-            getattr(self.transformers, auto_class),
-            self.model,
-            kwargs,
-            allow_pickle=self.allow_pickle,
-            explicit_attn=self.explicit_attn,
-        )
-
-    def state_dict(self) -> dict[str, Any]:
-        """The raw weights (safetensors; pickle too with ``allow_pickle``), for converters."""
-        files = _resolve_weight_files(self.model, self.revision, self.allow_pickle)
-        return _load_state_dict(files)
-
-    def pair_template(self) -> PairTemplate:
-        """How the tokenizer encodes a text pair (cross-encoders)."""
-        return self.encoder.pair_template()
 
 
 @dataclass(frozen=True)
@@ -391,7 +246,7 @@ def load_model(
             model, revision=revision, trust_remote_code=trust_remote_code
         )
     except (OSError, ValueError, ImportError) as exc:
-        raise _load_error(model, exc, allow_pickle=allow_pickle) from exc
+        raise load_error(model, exc, allow_pickle=allow_pickle) from exc
     tok_max = getattr(hf_tok, "model_max_length", None)
     checkpoint = Checkpoint(
         model=model,

@@ -41,7 +41,6 @@ __all__ = [
     "check_quantize_request",
     "parse_quantize",
     "quantize_runner",
-    "quantized_linear_count",
 ]
 
 Quantize = Literal["int8"]
@@ -132,15 +131,3 @@ def quantize_runner(torch: Any, runner: Any, quantize: str) -> None:
         }
         with torch.no_grad():
             quantize_dynamic(body, names, dtype=torch.qint8, inplace=True)
-
-
-def quantized_linear_count(module: Any) -> tuple[int, int]:
-    """``(quantised, fp32)`` counts of the linear layers in ``module`` (tests, logging)."""
-    quantised = plain = 0
-    for sub in module.modules():
-        name = type(sub).__name__
-        if name == "Linear" and type(sub).__module__.startswith("torch.ao.nn.quantized"):
-            quantised += 1
-        elif name == "Linear":
-            plain += 1
-    return quantised, plain

@@ -31,7 +31,7 @@ from rerank_integrations.backends.local.quantize import (
     parse_quantize,
 )
 from rerank_integrations.base import Reranker
-from rerank_integrations.errors import RerankError, UnsupportedFeatureError
+from rerank_integrations.errors import RerankerClosedError, UnsupportedFeatureError
 from rerank_integrations.results import RerankResult
 from rerank_integrations.validation import (
     RerankRequest,
@@ -198,6 +198,15 @@ class LocalReranker(Reranker):
         return self._format
 
     @property
+    def has_metadata_slot(self) -> bool:
+        """Whether the format's prompt has a metadata slot of its own (ctxl-v2)."""
+        return self._format.has_metadata_slot
+
+    @property
+    def closed(self) -> bool:
+        return self._engine.closed
+
+    @property
     def quantize(self) -> Quantize | None:
         """``"int8"`` when the linear layers run quantised, ``None`` for the fp32 default."""
         return self._quantize
@@ -279,8 +288,8 @@ class LocalReranker(Reranker):
     # -- lifecycle / config --------------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop the worker thread and free the model memory. Idempotent; a closed reranker
-        raises ``RerankError`` when used."""
+        """Stop the worker thread and free the model memory. Idempotent and final: a closed
+        reranker raises ``RerankerClosedError`` when used (calls already queued finish)."""
         self._engine.close()
 
     def _settings(self) -> dict[str, Any]:
@@ -297,7 +306,9 @@ class LocalReranker(Reranker):
         model again (eagerly, as the constructor does) and has its own worker; weights, locks
         and threads are never pickled. A closed reranker cannot be copied."""
         if self._engine.closed:
-            raise RerankError("this LocalReranker is closed; a closed reranker cannot be copied")
+            raise RerankerClosedError(
+                "this LocalReranker is closed; a closed reranker cannot be copied"
+            )
         return (_rebuild, (type(self), self._settings()))
 
     def to_config(self) -> dict[str, Any]:

@@ -1,20 +1,49 @@
 """The local backend's view of a Hugging Face fast tokenizer (:class:`HFTextEncoder`).
 
 The formats only need "text -> ids" (:class:`~.formats.base.TextEncoder`); this view adds the
-special tokens the tokenizer puts around one text and learns its pair template (cross-encoders).
+special tokens the tokenizer puts around one text and learns its :class:`PairTemplate` (where
+the special tokens go around a text pair: the cross-encoders' input layout).
 ``tokenizers`` is imported when a view is built; importing this module is cheap.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from rerank_integrations.backends.local.formats.base import PairTemplate
 from rerank_integrations.errors import ModelLoadError
 from rerank_integrations.extras import import_extra
 
-__all__ = ["HFTextEncoder"]
+__all__ = ["HFTextEncoder", "PairTemplate"]
+
+
+@dataclass(frozen=True, slots=True)
+class PairTemplate:
+    """Where a tokenizer puts its special tokens around a text pair:
+    ``prefix + A + middle + B + suffix`` with token-type ids ``type_a`` for ``prefix + A +
+    middle`` and ``type_b`` for ``B + suffix`` (BERT: ``[CLS] A [SEP] B [SEP]`` types 0/1;
+    XLM-R: ``<s> A </s></s> B </s>`` without token types)."""
+
+    prefix: tuple[int, ...]
+    middle: tuple[int, ...]
+    suffix: tuple[int, ...]
+    type_a: int = 0
+    type_b: int = 1
+    uses_token_types: bool = False
+
+    @property
+    def num_special(self) -> int:
+        return len(self.prefix) + len(self.middle) + len(self.suffix)
+
+    def build(
+        self, a: Sequence[int], b: Sequence[int]
+    ) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
+        ids = (*self.prefix, *a, *self.middle, *b, *self.suffix)
+        if not self.uses_token_types:
+            return ids, None
+        n_a = len(self.prefix) + len(a) + len(self.middle)
+        return ids, (self.type_a,) * n_a + (self.type_b,) * (len(ids) - n_a)
 
 
 def _find(seq: Sequence[int], sub: Sequence[int], start: int = 0) -> int:

@@ -4,18 +4,22 @@
 ``from rerank_integrations import RemoteReranker``). Importing this package does not import
 httpx; constructing a reranker does. The modules behind it are internal:
 
-- ``reranker``: :class:`RemoteReranker` (arguments, the rerank flow, fail-open);
-- ``credentials``: where requests go and with which key (a pure function);
-- ``planning``: folding, token estimate, truncation, splitting, learnt limits, merging;
-- ``transport``: httpx clients, sync and async sending, the retry loop;
-- ``formats``: the wire formats (request bodies, response parsers);
-- ``retry``: retry / backoff / "too long" decisions and the fail-open placeholders.
+- ``reranker``: :class:`RemoteReranker` (the rerank flow: plan, send, merge, fail open);
+- ``settings``: the constructor's arguments, checked once (``credentials``: URL, key, secrets);
+- ``planning``: folding, token estimate, truncation, splitting, merging (``limits``: the
+  limits a server states, a leaf module);
+- ``clients``: the HTTP resources shared by calls; ``call``: one call's deadline and
+  cancellation; ``sync_io`` / ``async_io``: the twin sending loops; ``outcomes``: what an
+  attempt's answer means; ``reading``: the body under the size cap; ``netguard``: sync
+  attempts' time bound and abort;
+- ``formats``: the wire formats (request bodies, response parsers); ``retry``: retry and
+  backoff decisions, fail-open placeholders; ``budgets``, ``scores``, ``redaction``.
 """
 
 from __future__ import annotations
 
 from rerank_integrations.backends.remote.formats import API_FORMATS
-from rerank_integrations.backends.remote.planning import Limits
+from rerank_integrations.backends.remote.limits import Limits
 from rerank_integrations.backends.remote.reranker import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_MODEL,

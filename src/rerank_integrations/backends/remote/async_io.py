@@ -1,37 +1,29 @@
-"""Async sending: every sub-request of a call is a task on the caller's event loop, under the
-loop's semaphore (held only while a request is in flight, not while waiting to retry); the
-call waits for them, for ``close()`` and for its deadline, whichever comes first, then
-cancels what is left. Each attempt runs under ``asyncio.timeout`` (the whole exchange, not
-one read) and streams its answer up to ``max_response_bytes``.
+"""Async sending: a call's sub-requests are tasks on the caller's event loop, under the loop's
+semaphore (held only while a request is in flight, not while waiting to retry); the call
+waits for them, for ``close()`` and for its deadline, whichever comes first, then cancels the
+tasks it made (and only those).
+
+The twin of :mod:`~rerank_integrations.backends.remote.sync_io`: every decision is shared;
+only the sending differs. Each attempt runs under ``asyncio.timeout`` (the whole exchange, not
+one read) and its answer is read raw and inflated under ``max_response_bytes``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from rerank_integrations.backends.remote.attempts import (
-    Attempts,
-    Scores,
-    Step,
-    TooLong,
-    stop_error,
-)
 from rerank_integrations.backends.remote.budgets import attempt_budget, declared_length, over_cap
+from rerank_integrations.backends.remote.call import Call
+from rerank_integrations.backends.remote.clients import Clients, LoopState
 from rerank_integrations.backends.remote.formats import WireRequest
-from rerank_integrations.backends.remote.lifecycle import CallToken
-from rerank_integrations.backends.remote.sync_io import closed_client_error, deadline_passed
+from rerank_integrations.backends.remote.outcomes import Attempts, Scores, Step, TooLong
+from rerank_integrations.backends.remote.reading import BodyReader
+from rerank_integrations.backends.remote.sync_io import Answers, Splitter
+from rerank_integrations.errors import RemoteResponseError, RerankerClosedError
 
-if TYPE_CHECKING:
-    from rerank_integrations.backends.remote.transport import (
-        Answers,
-        LoopState,
-        Splitter,
-        Transport,
-    )
-
-__all__ = ["run", "send"]
+__all__ = ["run"]
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -39,22 +31,25 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-async def run(transport: Transport, requests: Sequence[WireRequest], split: Splitter) -> Answers:
-    state = await transport.loop_state()
+async def run(clients: Clients, body: Callable[[WireRequest], bytes],
+              requests: Sequence[WireRequest], split: Splitter) -> Answers:  # fmt: skip
+    """:func:`~rerank_integrations.backends.remote.sync_io.run` for an event loop."""
+    state = await clients.loop_state()
     loop = asyncio.get_running_loop()
-    token = transport.begin()
+    call = clients.begin()
     woke: asyncio.Future[None] = loop.create_future()
 
-    def wake() -> None:  # from any thread: close() may be called elsewhere
+    # close() may run in another thread: wake this loop thread-safely
+    def wake() -> None:
         loop.call_soon_threadsafe(_resolve, woke)
 
-    unsubscribe = token.on_cancel(wake)
-    context = transport.context
-    answers: Answers = []
+    disown = call.own(wake)
     pending: dict[asyncio.Task[Scores], WireRequest] = {}
+    answers: Answers = []
 
     def submit(request: WireRequest) -> None:
-        pending[loop.create_task(send(transport, state, request, token))] = request
+        task = loop.create_task(send(clients, state, body(request), request, call))
+        pending[task] = request
 
     try:
         for request in requests:
@@ -62,12 +57,13 @@ async def run(transport: Transport, requests: Sequence[WireRequest], split: Spli
         while pending:
             waiting: list[asyncio.Future[Any]] = [*pending, woke]
             done, _ = await asyncio.wait(
-                waiting, timeout=max(0.0, token.remaining()), return_when=asyncio.FIRST_COMPLETED
-            )
-            if token.cancelled:
-                raise stop_error(context, token)
+                waiting, timeout=max(0.0, call.remaining()),
+                return_when=asyncio.FIRST_COMPLETED,
+            )  # fmt: skip
+            if call.cancelled:
+                raise call.stop_error()
             if not done:
-                raise deadline_passed(context, token)
+                raise call.expire()
             for task in done:
                 if task is woke:
                     continue
@@ -78,8 +74,8 @@ async def run(transport: Transport, requests: Sequence[WireRequest], split: Spli
                     for part in split(request, exc.error):
                         submit(part)
     finally:
-        unsubscribe()
-        transport.end(token)
+        disown()
+        clients.end(call)
         woke.cancel()
         for task in pending:
             task.cancel()
@@ -88,71 +84,64 @@ async def run(transport: Transport, requests: Sequence[WireRequest], split: Spli
     return answers
 
 
-async def send(
-    transport: Transport, state: LoopState, request: WireRequest, token: CallToken
-) -> Scores:
+async def send(clients: Clients, state: LoopState, content: bytes, request: WireRequest,
+               call: Call) -> Scores:  # fmt: skip
     """One sub-request with retries; raises :class:`TooLong` to ask for a split."""
-    context = transport.context
-    attempts = Attempts(context, request)
-    content = transport.body(request)
+    attempts = Attempts(clients.context, request)
     while True:
-        if token.cancelled:
-            raise stop_error(context, token)
+        if call.cancelled:
+            raise call.stop_error()
         async with state.semaphore:
-            budget = attempt_budget(transport.timeout, token.remaining())
+            budget = attempt_budget(clients.settings.timeout, call.remaining())
             if budget <= 0:
-                raise deadline_passed(context, token)
-            step = await _attempt(transport, state.client, content, budget, token, attempts)
+                raise call.expire()
+            step = await _attempt(clients, state.client, content, budget, call, attempts)
         if isinstance(step, Exception):
             raise step
         if isinstance(step, list):
             return step
-        give_up = attempts.wait_fits(step, token)
+        give_up = attempts.wait_fits(step, call)
         if give_up is not None:
             raise give_up
-        await transport.async_sleep(step)
+        await clients.async_sleep(step)
 
 
-async def _attempt(
-    transport: Transport,
-    client: Any,
-    content: bytes,
-    budget: float,
-    token: CallToken,
-    attempts: Attempts,
-) -> Step:
-    httpx = transport.httpx
-    cap = transport.max_response_bytes
+async def _attempt(clients: Clients, client: Any, content: bytes, budget: float, call: Call,
+                   attempts: Attempts) -> Step:  # fmt: skip
+    httpx = clients.httpx
+    cap = clients.settings.max_response_bytes
     try:
         request = client.build_request(
-            "POST",
-            transport.url,
-            content=content,
-            headers=transport.headers,
-            timeout=transport.timeouts(budget),
-        )
+            "POST", clients.settings.endpoint.url, content=content, headers=clients.headers,
+            timeout=clients.timeouts(budget),
+        )  # fmt: skip
         async with asyncio.timeout(budget):
-            response = await client.send(request, stream=True, **transport.send_options)
+            response = await client.send(request, stream=True)
             try:
                 declared = declared_length(response.headers)
                 if declared is not None and over_cap(declared, cap):
                     return attempts.too_large(declared)
-                body = bytearray()
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if over_cap(len(body), cap):
+                reader = BodyReader(response.headers, cap)
+                async for chunk in response.aiter_raw():
+                    if not reader.feed(chunk):
                         return attempts.too_large(None)
-                text = body.decode(response.encoding or "utf-8", errors="replace")
+                data = reader.finish()
+                if data is None:
+                    return attempts.too_large(None)
+            except RemoteResponseError as exc:
+                return attempts.unreadable(response.status_code, response.headers, exc)
             finally:
                 await response.aclose()
     except TimeoutError:
         return attempts.timed_out(budget)
     except httpx.TransportError as exc:
-        if token.cancelled:
-            return stop_error(transport.context, token)
-        return attempts.failed(exc)
-    except RuntimeError:
+        return call.stop_error() if call.cancelled else attempts.failed(exc)
+    except RuntimeError:  # httpx refuses to send on a closed client
         if not client.is_closed:
             raise
-        return closed_client_error(transport.context, token)
-    return attempts.answered(response.status_code, response.headers, text)
+        return (
+            call.stop_error()
+            if call.cancelled
+            else RerankerClosedError("the HTTP client was closed while the call was in flight")
+        )
+    return attempts.answered(response.status_code, response.headers, data, response.encoding)

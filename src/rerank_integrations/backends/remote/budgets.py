@@ -15,7 +15,8 @@ Rules:
   (:func:`retry_fits`); otherwise the call fails at once with the last error.
 - A **response body** may hold at most ``max_response_bytes`` (decoded) bytes: a declared
   ``Content-Length`` over the cap fails before reading (:func:`declared_length`), and reading
-  stops as soon as the bytes read pass it (:func:`over_cap`).
+  stops as soon as the bytes read pass it (:func:`over_cap`); a compressed answer is inflated
+  under the same cap (:mod:`~rerank_integrations.backends.remote.reading`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from collections.abc import Mapping
 
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
+    "MAX_SECONDS",
     "attempt_budget",
     "attempt_timeouts",
     "declared_length",
@@ -37,10 +39,16 @@ DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 results; a bigger answer is a misbehaving server."""
 
 
+MAX_SECONDS = 1_000_000.0
+"""The longest ``timeout``, ``connect_timeout`` or ``deadline`` accepted (about 11.6 days):
+anything longer is a typo, and the operating system's waits overflow near 2**33 s."""
+
+
 def default_deadline(timeout: float, max_retries: int, max_retry_wait: float) -> float:
     """The call deadline used when none is given: ``(max_retries + 1) * timeout`` for the
-    attempts plus ``max_retries * max_retry_wait`` for the waits between them."""
-    return (max_retries + 1) * timeout + max_retries * max_retry_wait
+    attempts plus ``max_retries * max_retry_wait`` for the waits between them, at most
+    :data:`MAX_SECONDS`."""
+    return min(MAX_SECONDS, (max_retries + 1) * timeout + max_retries * max_retry_wait)
 
 
 def attempt_budget(timeout: float, remaining: float) -> float:

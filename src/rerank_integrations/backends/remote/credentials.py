@@ -20,8 +20,14 @@ tests) and returns an :class:`Endpoint` or raises a typed error naming the field
   header, so such a key is a RerankInputError naming ``api_key`` that does not repeat it.
 - Credentials in ``base_url`` (``http://user:pass@host/v1``) are taken out of the URL: requests
   go to the URL without them and carry them as HTTP basic auth (what httpx would do with
-  them), ``display_url`` / ``display_base_url`` show ``***@`` in their place, and they join
-  the key in ``secrets`` (what every message of the backend is redacted of).
+  them; it then replaces a bearer key), ``display_url`` / ``display_base_url`` show ``***@`` in
+  their place, and every form in which they travel (``user:pass``, the password raw and
+  decoded, the base64 token of the ``Authorization`` header) joins the key in ``secrets``
+  (what every message of the backend is redacted of, before any cut).
+- A query string (``.../v1?api-version=2024-01-01``, as Azure-style gateways need) is kept:
+  the format's path is appended to the PATH (``/v1/rerank?api-version=...``). Values of
+  parameters whose name says they hold a credential (``key``, ``token``, ``sig``, ``code``...)
+  are shown as ``***`` and redacted like the key.
 
 No message ever contains a key or URL credentials (only the names of the variables a key was
 looked for in).
@@ -29,6 +35,8 @@ looked for in).
 
 from __future__ import annotations
 
+import base64
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -42,29 +50,29 @@ __all__ = ["Endpoint", "resolve_endpoint", "split_userinfo", "without_userinfo"]
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """A resolved destination. ``api_key``, ``auth`` and ``secrets`` are left out of ``repr``."""
+    """A resolved destination. ``authorization`` and ``secrets`` are left out of ``repr``."""
 
     format: WireFormat
     base_url: str
-    """The API root, without a trailing slash (and without URL credentials)."""
+    """The API root, without a trailing slash, URL credentials or query."""
     url: str
-    """``base_url`` + the format's path: where requests are POSTed."""
+    """Where requests are POSTed: ``base_url`` + the format's path, then the query kept."""
     api_key: str | None = field(default=None, repr=False)
-    auth: tuple[str, str] | None = field(default=None, repr=False)
-    """``(user, password)`` from URL credentials (percent-decoded), sent as basic auth."""
+    authorization: str | None = field(default=None, repr=False)
+    """The ``Authorization`` header sent: ``Basic <token>`` for URL credentials (as httpx
+    would send them), else ``Bearer <key>``, else ``None``."""
     display_base_url: str = ""
     """``base_url`` for messages: ``***@`` where the URL had credentials."""
+    display_url: str = ""
+    """``url`` for messages and ``repr``: ``***@`` for credentials, ``***`` for the values of
+    query parameters whose name says they hold a credential (``key``, ``token``, ``sig``...)."""
     secrets: tuple[str, ...] = field(default=(), repr=False)
-    """Every secret of this endpoint (the key, URL credentials), for redaction."""
-
-    @property
-    def display_url(self) -> str:
-        """``url`` for messages and ``repr`` (never credentials)."""
-        return (self.display_base_url or self.base_url) + self.format.path
+    """Every credential sent, in every form it is sent (the key, ``user:password``, the
+    password raw and decoded, the basic-auth token, secret query values): redacted."""
 
     @property
     def has_url_credentials(self) -> bool:
-        return self.auth is not None
+        return self.authorization is not None and self.authorization.startswith("Basic ")
 
 
 def split_userinfo(url: str) -> tuple[str, str | None]:
@@ -81,23 +89,33 @@ def without_userinfo(url: str) -> str:
     return split_userinfo(url)[0]
 
 
-def _display(url: str) -> str:
-    """``url`` with ``***@`` in place of its credentials, if any."""
-    bare, userinfo = split_userinfo(url)
-    if userinfo is None:
-        return url
-    parts = urlsplit(bare)
-    return urlunsplit(parts._replace(netloc="***@" + parts.netloc))
-
-
-def _url_secrets(userinfo: str) -> tuple[tuple[str, str], tuple[str, ...]]:
-    """Basic-auth ``(user, password)`` of URL credentials, and the strings to redact: the whole
-    ``user:password``, the password (raw and decoded), or the user when there is no password
-    (``https://TOKEN@host``)."""
+def _url_secrets(userinfo: str) -> tuple[str, tuple[str, ...]]:
+    """The basic-auth token of URL credentials (base64 of ``user:password``, exactly as httpx
+    builds it) and every form of them to redact: the whole ``user:password``, the password
+    (raw and decoded) or the user when there is no password (``https://TOKEN@host``), and the
+    token itself (a server may echo the ``Authorization`` header)."""
     user, colon, password = userinfo.partition(":")
-    auth = (unquote(user), unquote(password))
-    secrets = (userinfo, password, auth[1]) if colon else (userinfo, auth[0])
-    return auth, tuple(s for s in secrets if s)
+    plain = f"{unquote(user)}:{unquote(password)}"
+    token = base64.b64encode(plain.encode("utf-8")).decode("ascii")
+    forms = (userinfo, password, unquote(password)) if colon else (userinfo, unquote(user))
+    return token, tuple(s for s in (*forms, plain, token) if s and s != ":")
+
+
+_SECRET_PARAM = re.compile(r"key|token|secret|sig|code|password|passwd|auth|credential", re.I)
+
+
+def _query_secrets(query: str) -> tuple[str, tuple[str, ...]]:
+    """The query for display (values of credential-like parameters as ``***``) and those
+    values (raw and decoded), to redact."""
+    shown: list[str] = []
+    secrets: list[str] = []
+    for pair in query.split("&") if query else []:
+        name, eq, value = pair.partition("=")
+        if eq and value and _SECRET_PARAM.search(unquote(name)):
+            secrets += [value, unquote(value)]
+            pair = f"{name}=***"
+        shown.append(pair)
+    return "&".join(shown), tuple(secrets)
 
 
 def _check_key(key: str, source: str) -> str:
@@ -149,23 +167,23 @@ def resolve_endpoint(
     key_arg = optional_str("api_key", api_key)
     env_arg = optional_str("api_key_env", api_key_env)
     default_url = fmt.default_base_url
-    if url_arg is None:
-        if default_url is None:
-            raise RerankInputError(
-                "base_url",
-                f"api_format={fmt.name!r} has no public host; pass the server's base_url "
-                f"(e.g. 'http://localhost:8000/v1' for vLLM, 'http://localhost:8080' for TEI)",
-            )
-        root = default_url
-    else:
+    if url_arg is None and default_url is None:
+        raise RerankInputError(
+            "base_url",
+            f"api_format={fmt.name!r} has no public host; pass the server's base_url "
+            f"(e.g. 'http://localhost:8000/v1' for vLLM, 'http://localhost:8080' for TEI)",
+        )
+    if url_arg is not None:
         _check_url(url_arg)
-        root = url_arg.strip().rstrip("/")
-        if fmt.path and root.endswith(fmt.path):
-            root = root.removesuffix(fmt.path)
-    given_root = root
-    public_host = root == default_url
-    root, userinfo = split_userinfo(root)
-    auth, url_secrets = _url_secrets(userinfo) if userinfo is not None else (None, ())
+    parts = urlsplit((url_arg or default_url or "").strip())
+    path = parts.path.rstrip("/")
+    if fmt.path and path.endswith(fmt.path):  # a full endpoint: cut back to its root
+        path = path.removesuffix(fmt.path).rstrip("/")
+    userinfo, at, host = parts.netloc.rpartition("@")
+    root = urlunsplit((parts.scheme, host, path, "", ""))
+    public_host = root == default_url and not at and not parts.query
+    token, url_secrets = _url_secrets(userinfo) if at else (None, ())
+    shown_query, query_secrets = _query_secrets(parts.query)
     key = _find_key(fmt, key_arg, env_arg, public_host, environ)
     if key is None and public_host and fmt.api_key_env:
         raise RerankInputError(
@@ -174,15 +192,21 @@ def resolve_endpoint(
         )
     if key is None and env_arg is not None:
         raise RerankInputError("api_key", f"the environment variable {env_arg} is not set")
-    display = _display(given_root) if userinfo is not None else root
+    shown_host = f"***@{host}" if at else host
+    display_root = urlunsplit((parts.scheme, shown_host, path, "", ""))
+    if token is not None:
+        authorization: str | None = f"Basic {token}"
+    else:
+        authorization = None if key is None else f"Bearer {key}"
     return Endpoint(
         fmt,
         root,
-        root + fmt.path,
+        urlunsplit((parts.scheme, host, path + fmt.path, parts.query, "")),
         key,
-        auth=auth,
-        display_base_url=display,
-        secrets=(key, *url_secrets) if key else url_secrets,
+        authorization=authorization,
+        display_base_url=display_root,
+        display_url=urlunsplit((parts.scheme, shown_host, path + fmt.path, shown_query, "")),
+        secrets=tuple(s for s in (key, *url_secrets, *query_secrets) if s),
     )
 
 

@@ -5,8 +5,9 @@ never trips a 1 s read timeout, so a sync request could last as long as the serv
 The reranker's own sync clients therefore get a network backend wrapper
 (:func:`install`) whose streams give every connect, read and write of an attempt at most the
 time left until the attempt's end (:class:`AttemptGuard`, set for the current thread with
-:meth:`AttemptGuard.active`), and whose socket :meth:`AttemptGuard.abort` shuts down, so a
-read blocked in another thread returns at once (``close()`` or the call's deadline).
+:meth:`AttemptGuard.active`), and whose socket :meth:`AttemptGuard.abort` shuts down while
+an operation of that attempt runs on it, so a read blocked in another thread returns at once
+(``close()`` or the call's deadline) and no other call's connection is ever touched.
 
 A caller's own ``http_client`` is left as it is: its attempts are bounded by httpx's
 per-operation timeouts (each at most the attempt's budget) and a check between the body's
@@ -32,16 +33,22 @@ _LOCAL = threading.local()
 
 
 class AttemptGuard:
-    """The time bound of one attempt and its abort switch (see the module docstring)."""
+    """The time bound of one attempt and its abort switch (see the module docstring).
 
-    __slots__ = ("_clock", "_lock", "_released", "_stream", "aborted", "ends_at")
+    A guard touches a connection only DURING one of its attempt's own network operations
+    (:meth:`operating`): the socket it may shut down is the one a read or write of this
+    attempt is blocked on right now. Between operations it holds nothing, so once the answer
+    is read and httpx hands the connection back to the shared pool (which it does as soon as
+    the body is exhausted, inside the iteration), no abort can reach it: a cancelled call
+    never breaks a connection another call has taken."""
+
+    __slots__ = ("_clock", "_lock", "_stream", "aborted", "ends_at")
 
     def __init__(self, ends_at: float, clock: Callable[[], float]) -> None:
         self.ends_at = ends_at
         self._clock = clock
         self._lock = threading.Lock()
         self._stream: Any = None
-        self._released = False
         self.aborted = False
 
     def left(self) -> float:
@@ -50,34 +57,44 @@ class AttemptGuard:
 
     @contextmanager
     def active(self) -> Iterator[AttemptGuard]:
-        """Make this the current thread's attempt for the guarded streams; release it after."""
+        """Make this the current thread's attempt for the guarded streams."""
         previous = getattr(_LOCAL, "guard", None)
         _LOCAL.guard = self
         try:
             yield self
         finally:
             _LOCAL.guard = previous
-            self.release()
 
-    def bind(self, stream: Any) -> None:
-        """The stream the attempt is using now (the one :meth:`abort` shuts down)."""
+    @contextmanager
+    def operating(self, stream: Any, timeout: float | None, spent: type[Exception],
+                  aborted: type[Exception]) -> Iterator[float | None]:  # fmt: skip
+        """One network operation of this attempt on ``stream``: refused when aborted or out of
+        time, its timeout cut to the time left, and ``stream`` abortable while it runs."""
         with self._lock:
-            if not self._released:
-                self._stream = stream
-
-    def release(self) -> None:
-        """The attempt is over: its connection may go back to the pool, never to be aborted."""
-        with self._lock:
-            self._released = True
-            self._stream = None
+            if self.aborted:
+                raise aborted("the request was aborted (reranker closed or deadline)")
+            left = self.left()
+            if left <= 0:
+                raise spent("the attempt's time budget is spent")
+            self._stream = stream
+        try:
+            yield left if timeout is None else min(timeout, left)
+        finally:
+            with self._lock:
+                self._stream = None
+                touched = self.aborted
+        if touched:  # aborted DURING the operation: its socket may be shut down although the
+            # operation succeeded (data already buffered); fail, so httpcore closes the
+            # connection instead of handing a dead one to the next request from the pool
+            raise aborted("the request was aborted (reranker closed or deadline)")
 
     def abort(self) -> None:
-        """Stop the attempt now (any thread): later operations fail, a blocked read returns."""
+        """Stop the attempt now (any thread): the operation in progress returns at once (its
+        socket is shut down, under the lock that ends the operation), later ones fail."""
         with self._lock:
             self.aborted = True
-            stream = self._stream
-        if stream is not None:
-            _shutdown(stream)
+            if self._stream is not None:
+                _shutdown(self._stream)
 
 
 def _shutdown(stream: Any) -> None:
@@ -104,26 +121,24 @@ class _GuardedStream:
         self._inner = inner
         self._httpcore = httpcore
 
-    def _timeout(self, timeout: float | None, spent: type[Exception]) -> float | None:
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         guard = _current()
         if guard is None:
-            return timeout
-        guard.bind(self._inner)
-        if guard.aborted:
-            raise self._httpcore.ReadError("the request was aborted (reranker closed or deadline)")
-        left = guard.left()
-        if left <= 0:
-            raise spent("the attempt's time budget is spent")
-        return left if timeout is None else min(timeout, left)
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        data: bytes = self._inner.read(
-            max_bytes, self._timeout(timeout, self._httpcore.ReadTimeout)
-        )
+            data: bytes = self._inner.read(max_bytes, timeout)
+            return data
+        h = self._httpcore
+        with guard.operating(self._inner, timeout, h.ReadTimeout, h.ReadError) as left:
+            data = self._inner.read(max_bytes, left)
         return data
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._inner.write(buffer, self._timeout(timeout, self._httpcore.WriteTimeout))
+        guard = _current()
+        if guard is None:
+            self._inner.write(buffer, timeout)
+            return
+        h = self._httpcore
+        with guard.operating(self._inner, timeout, h.WriteTimeout, h.WriteError) as left:
+            self._inner.write(buffer, left)
 
     def close(self) -> None:
         self._inner.close()
@@ -131,10 +146,14 @@ class _GuardedStream:
     def start_tls(
         self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None
     ) -> _GuardedStream:
-        timeout = self._timeout(timeout, self._httpcore.ConnectTimeout)
-        return _GuardedStream(
-            self._inner.start_tls(ssl_context, server_hostname, timeout), self._httpcore
-        )
+        guard = _current()
+        if guard is None:
+            inner = self._inner.start_tls(ssl_context, server_hostname, timeout)
+        else:
+            h = self._httpcore
+            with guard.operating(self._inner, timeout, h.ConnectTimeout, h.ConnectError) as left:
+                inner = self._inner.start_tls(ssl_context, server_hostname, left)
+        return _GuardedStream(inner, self._httpcore)
 
     def get_extra_info(self, info: str) -> Any:
         return self._inner.get_extra_info(info)

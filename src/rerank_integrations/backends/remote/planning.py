@@ -24,33 +24,30 @@ query is counted once per document: conservative, since servers score query/docu
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from itertools import pairwise
-from typing import TYPE_CHECKING
 
 from rerank_integrations.backends.remote.formats import WireFormat, WireRequest
+from rerank_integrations.backends.remote.limits import DocumentLimit, Limits, StatedLimit
 from rerank_integrations.backends.remote.scores import relevance_scores
 from rerank_integrations.errors import (
     RemoteResponseError,
+    RemoteStatusError,
     RerankInputError,
     UnsupportedFeatureError,
 )
 from rerank_integrations.folding import fold_instruction, fold_metadata
-from rerank_integrations.forking import reset_after_fork
 from rerank_integrations.results import RerankResult
 from rerank_integrations.validation import RerankRequest
 
-if TYPE_CHECKING:
-    from rerank_integrations.backends.remote.document_limits import DocumentLimit
-    from rerank_integrations.backends.remote.retry import StatedLimit
-
 __all__ = [
     "PAIR_OVERHEAD",
-    "LearnedLimits",
-    "Limits",
     "Plan",
+    "Shrunk",
+    "cap_characters",
+    "oversize_error",
+    "shrink_rejected",
     "estimate_tokens",
     "fold_request",
     "merge_results",
@@ -92,85 +89,6 @@ def truncate_to_tokens(text: str, budget: int) -> str:
         else:
             hi = mid
     return text[:lo]
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Effective limits of one reranker (``None`` = unlimited)."""
-
-    max_documents_per_request: int | None = None
-    max_tokens_per_request: int | None = None
-    max_tokens_per_document: int | None = None
-    max_chars_per_document: int | None = None
-    """Characters of one document; only a limit a server stated (Infinity's pydantic
-    ``String should have at most N characters``) or the format's published one."""
-
-    @property
-    def per_document(self) -> int | None:
-        """The per-pair token limit: one document must also fit in a request on its own."""
-        limits = [x for x in (self.max_tokens_per_document, self.max_tokens_per_request) if x]
-        return min(limits) if limits else None
-
-
-class LearnedLimits:
-    """The limits one reranker plans with: its configured ones (or the format's), lowered by
-    any per-request limit a server stated in a "too many / too long" answer.
-
-    Only ever lowers a limit. One per reranker (not in ``to_config()``; carried by pickling
-    and copying); thread-safe, since sync calls may share a reranker across threads.
-    """
-
-    __slots__ = ("__weakref__", "_limits", "_lock", "configured")
-
-    def __init__(self, configured: Limits) -> None:
-        self.configured = configured
-        self._limits = configured
-        self._lock = threading.Lock()
-        reset_after_fork(self)
-
-    def _after_fork_in_child(self) -> None:
-        self._lock = threading.Lock()  # another parent thread may have held it at fork
-
-    def restore(self, learnt: Limits) -> None:
-        """Take over limits learnt by another instance (a copy or an unpickled reranker),
-        still only ever lowering the configured ones."""
-        for kind, value in (
-            ("documents", learnt.max_documents_per_request),
-            ("tokens", learnt.max_tokens_per_request),
-        ):
-            if value is not None:
-                self._lower(kind, value)
-
-    @property
-    def current(self) -> Limits:
-        """The limits in force now (an immutable snapshot)."""
-        return self._limits
-
-    def learn_document(self, stated: DocumentLimit) -> bool:
-        """Lower the per-document limit of ``stated.kind`` (estimated tokens per
-        query+document, or characters per document) to ``stated.value``; False when the
-        limit in force is already at or below it."""
-        field = "max_tokens_per_document" if stated.kind == "tokens" else "max_chars_per_document"
-        with self._lock:
-            known = getattr(self._limits, field)
-            if known is not None and stated.value >= known:
-                return False
-            self._limits = replace(self._limits, **{field: stated.value})
-        return True
-
-    def learn(self, stated: StatedLimit) -> bool:
-        """Lower the limit of ``stated.kind`` to ``stated.value``; False when the limit in
-        force is already at or below it (nothing changes)."""
-        return self._lower(stated.kind, stated.value)
-
-    def _lower(self, kind: str, value: int) -> bool:
-        field = "max_documents_per_request" if kind == "documents" else "max_tokens_per_request"
-        with self._lock:
-            known = getattr(self._limits, field)
-            if known is not None and value >= known:
-                return False
-            self._limits = replace(self._limits, **{field: value})
-        return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,8 +137,6 @@ def plan_call(
 ) -> Plan:
     """:func:`fold_request`, each document cut to the per-document character limit (the
     format's or a stated one), then :func:`plan_requests`: the sub-requests of one call."""
-    from rerank_integrations.backends.remote.document_limits import cap_characters
-
     call = fold_request(request, fmt, fold=fold)
     char_limits = [x for x in (fmt.max_chars_per_document, limits.max_chars_per_document) if x]
     documents, cut = cap_characters(
@@ -417,6 +333,122 @@ def split_rejected(
     if parts is None:
         return split_in_half(request), False
     return parts, True
+
+
+# --------------------------------------------------------------------------- one document too long
+# vLLM (``maximum context length is 512 tokens``) and Infinity (``String should have at most N
+# characters``) fail the WHOLE request for one over-long document. Splitting cannot help, so
+# :func:`shrink_rejected` re-plans the rejected sub-request with its over-long documents cut and
+# returns the limit to remember (later calls truncate, or refuse with ``on_oversize="error"``,
+# before sending). Token limits apply to the client's ESTIMATE; when a server rejects documents
+# that already fit it, the budget drops to 3/4 of the largest document's cost (and is
+# remembered), so the loop ends after a few round trips at most.
+
+
+SHRINK = 0.75
+"""When a server rejects documents that fit the estimate, the budget becomes this fraction of
+the largest document's estimated cost."""
+
+
+def _pair_cost(query_cost: int, document: str) -> int:
+    return query_cost + estimate_tokens(document)
+
+
+@dataclass(frozen=True, slots=True)
+class Shrunk:
+    """A rejected sub-request re-planned under a per-document limit: the request to re-send,
+    the limit to remember (estimated tokens or characters) and which documents were cut
+    (positions in the sub-request)."""
+
+    request: WireRequest
+    limit: DocumentLimit
+    cut: tuple[int, ...]
+
+
+def shrink_rejected(
+    request: WireRequest,
+    stated: DocumentLimit,
+    *,
+    tokens_budget: int | None,
+    chars_budget: int | None,
+    error: RemoteStatusError,
+) -> Shrunk:
+    """``request`` with its documents cut under the per-document limit the server stated, and
+    the limit to remember (in the client's units: estimated tokens, or characters).
+
+    ``tokens_budget`` / ``chars_budget`` are the per-document limits in force. The new budget
+    is the lower of those and the stated value; when no document is over it (the estimate
+    under-counted, or the server's template is long), it is lowered to :data:`SHRINK` times
+    the largest document's cost. Raises ``error`` itself when nothing can be cut (the query
+    alone is too long, or no document is over a character limit).
+    """
+    docs = list(request.documents)
+    if stated.kind == "characters":
+        # Characters are counted exactly: no document over the limit means the query (or
+        # another field) is the one too long, which no cut of the documents can fix.
+        budget = min(stated.value, chars_budget or stated.value)
+        over = [i for i, d in enumerate(docs) if len(d) > budget]
+        cut = [d[:budget] if len(d) > budget else d for d in docs]
+    else:
+        query_cost = (
+            estimate_tokens(request.query)
+            + estimate_tokens(request.instruction or "")
+            + PAIR_OVERHEAD
+        )
+        costs = [_pair_cost(query_cost, d) for d in docs]
+        budget = min(stated.value, tokens_budget or stated.value)
+        if max(costs, default=0) <= budget:
+            budget = math.floor(max(costs, default=0) * SHRINK)
+        if budget <= query_cost:
+            raise error
+        over = [i for i, c in enumerate(costs) if c > budget]
+        cut = [
+            truncate_to_tokens(d, budget - query_cost) if costs[i] > budget else d
+            for i, d in enumerate(docs)
+        ]
+    if not over or budget < 1:
+        raise error
+    shrunk = WireRequest(
+        query=request.query,
+        documents=tuple(cut),
+        indices=request.indices,
+        instruction=request.instruction,
+        metadata=request.metadata,
+        top_n=request.top_n,
+    )
+    return Shrunk(shrunk, DocumentLimit(stated.kind, budget), tuple(over))
+
+
+def oversize_error(shrunk: Shrunk, error: RemoteStatusError) -> RerankInputError:
+    """``on_oversize="error"``: the RerankInputError naming the first document the server's
+    limit cuts (``documents[i]``, the caller's index)."""
+    first = shrunk.request.indices[shrunk.cut[0]]
+    unit = "characters" if shrunk.limit.kind == "characters" else "estimated tokens"
+    return RerankInputError(
+        f"documents[{first}]",
+        f"the server rejected it as too long (HTTP {error.status}: {error.message}); the limit "
+        f"is about {shrunk.limit.value} {unit} per document; shorten it or use "
+        "on_oversize='truncate'",
+    )
+
+
+def cap_characters(
+    documents: tuple[str, ...], limit: int | None, *, truncate: bool
+) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """``documents`` with each one cut to ``limit`` characters, and the indices that were cut;
+    with ``truncate=False`` the first document over the limit is a RerankInputError."""
+    if limit is None:
+        return documents, ()
+    over = tuple(i for i, d in enumerate(documents) if len(d) > limit)
+    if over and not truncate:
+        raise RerankInputError(
+            f"documents[{over[0]}]",
+            f"it is {len(documents[over[0]])} characters, over the limit of {limit} characters "
+            "per document; shorten it or use on_oversize='truncate'",
+        )
+    if not over:
+        return documents, ()
+    return tuple(d[:limit] for d in documents), over
 
 
 # --------------------------------------------------------------------------- merging

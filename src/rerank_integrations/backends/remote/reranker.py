@@ -11,33 +11,33 @@ httpx is imported lazily, on construction (``pip install "rerank-integrations[re
 
 from __future__ import annotations
 
-import asyncio
+import json
 import logging
-import random as _random_module
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from rerank_integrations.backends.remote import async_io, sync_io
 from rerank_integrations.backends.remote.budgets import DEFAULT_MAX_RESPONSE_BYTES
-from rerank_integrations.backends.remote.document_limits import (
-    not_found_hint,
-    oversize_error,
-    parse_document_limit,
-    shrink_rejected,
-)
+from rerank_integrations.backends.remote.clients import Clients
 from rerank_integrations.backends.remote.formats import WireRequest
-from rerank_integrations.backends.remote.planning import (
+from rerank_integrations.backends.remote.limits import (
     LearnedLimits,
     Limits,
+    parse_document_limit,
+    parse_stated_limit,
+)
+from rerank_integrations.backends.remote.outcomes import not_found_hint
+from rerank_integrations.backends.remote.planning import (
     Plan,
     merge_results,
+    oversize_error,
     plan_call,
+    shrink_rejected,
     split_rejected,
 )
-from rerank_integrations.backends.remote.retry import parse_stated_limit, passthrough_results
+from rerank_integrations.backends.remote.retry import passthrough_results
 from rerank_integrations.backends.remote.scores import out_of_range
 from rerank_integrations.backends.remote.settings import Settings, parse_settings
-from rerank_integrations.backends.remote.transport import Answers, Transport
 from rerank_integrations.base import Reranker
 from rerank_integrations.errors import RemoteError, RemoteStatusError
 from rerank_integrations.extras import import_extra
@@ -161,40 +161,28 @@ class RemoteReranker(Reranker):
         _random: Callable[[], float] | None = None,
         _now: Callable[[], float] | None = None,
     ) -> None:
-        arguments = {name: value for name, value in locals().items() if name != "self"}
         httpx_module: Any = import_extra("httpx", extra="remote", feature="RemoteReranker")
-        self._start(httpx_module, parse_settings(httpx_module, arguments))
+        settings = parse_settings(
+            httpx_module, model=model, api_format=api_format, base_url=base_url,
+            api_key=api_key, api_key_env=api_key_env, timeout=timeout,
+            connect_timeout=connect_timeout, deadline=deadline, max_retries=max_retries,
+            max_concurrency=max_concurrency, max_documents_per_request=max_documents_per_request,
+            max_tokens_per_request=max_tokens_per_request,
+            max_tokens_per_document=max_tokens_per_document,
+            max_response_bytes=max_response_bytes, on_error=on_error, on_oversize=on_oversize,
+            fold_unsupported=fold_unsupported, http_client=http_client,
+            async_http_client=async_http_client, _sleep=_sleep, _async_sleep=_async_sleep,
+            _random=_random, _now=_now,
+        )  # fmt: skip
+        self._start(httpx_module, settings)
 
     def _start(self, httpx_module: Any, settings: Settings) -> None:
-        """Build the reranker's runtime (limits, transport) from checked settings."""
+        """Build the reranker's runtime from its settings (built once, handed whole)."""
         self._httpx = httpx_module
         self._settings = settings
         self._endpoint = settings.endpoint
-        self._model = settings.model
-        self._on_error = settings.on_error
-        self._on_oversize = settings.on_oversize
-        self._fold = settings.fold
         self._limits = LearnedLimits(settings.configured_limits)
-        hooks = settings.hooks
-        self._transport = Transport(
-            httpx_module,
-            settings.endpoint.format,
-            model=settings.model,
-            endpoint=settings.endpoint,
-            timeout=settings.timeout,
-            connect_timeout=settings.connect_timeout,
-            deadline=settings.deadline,
-            policy=settings.policy,
-            max_concurrency=settings.max_concurrency,
-            max_response_bytes=settings.max_response_bytes,
-            server_truncates=settings.on_oversize == "truncate",
-            http_client=settings.http_client,
-            async_http_client=settings.async_http_client,
-            sleep=hooks.sleep,
-            async_sleep=hooks.async_sleep or asyncio.sleep,
-            random=hooks.random or _random_module.Random().random,  # private: nothing global
-            now=hooks.now or time.time,
-        )
+        self._clients = Clients(settings, httpx_module)
 
     # ------------------------------------------------------------------ copy and pickle
 
@@ -219,7 +207,7 @@ class RemoteReranker(Reranker):
 
     @property
     def model_name(self) -> str:
-        return self._model
+        return self._settings.model
 
     @property
     def api_format(self) -> str:
@@ -242,14 +230,19 @@ class RemoteReranker(Reranker):
         return self._limits.current
 
     @property
+    def has_metadata_slot(self) -> bool:
+        """Whether the wire format has a metadata field (the Contextual API)."""
+        return self._endpoint.format.supports_metadata
+
+    @property
     def accepts_metadata(self) -> bool:
         """True for a format with a metadata field, or when ``fold_unsupported`` folds it in."""
-        return self._endpoint.format.supports_metadata or self._fold
+        return self._endpoint.format.supports_metadata or self._settings.fold
 
     def __repr__(self) -> str:
         key = "'***'" if self._endpoint.api_key else "None"
         return (
-            f"RemoteReranker(model={self._model!r}, api_format={self.api_format!r}, "
+            f"RemoteReranker(model={self.model_name!r}, api_format={self.api_format!r}, "
             f"base_url={self._endpoint.display_base_url!r}, api_key={key})"
         )
 
@@ -258,37 +251,44 @@ class RemoteReranker(Reranker):
         nor credentials in ``base_url`` (left out)."""
         return {"backend": self.backend_name, **self._settings.to_config()}
 
-    def close(self) -> None:
-        """Stop every call in flight and close the clients and thread pool this reranker
-        created (never user clients).
+    @property
+    def closed(self) -> bool:
+        return self._clients.closed
 
-        Calls in flight, in any thread or event loop, raise RerankerClosedError at once (or
-        return placeholders with ``on_error="passthrough"``): queued sub-requests never start,
-        requests in flight are aborted and retry waits end. Each event loop's async client is
-        closed on its loop (await :meth:`aclose` to wait for this loop's). The reranker stays
-        usable: clients are re-created on demand.
-        """
-        self._transport.close()
+    def close(self) -> None:
+        """Final: stop every call in flight and close the clients and thread pool this
+        reranker created (never user clients). Calls in flight, in any thread or event loop,
+        raise RerankerClosedError at once (queued sub-requests never start, requests in
+        flight are aborted, retry waits end), and so does every later call. Each event
+        loop's async client is closed on its loop (await :meth:`aclose` to wait for this
+        loop's)."""
+        self._clients.close()
 
     async def aclose(self) -> None:
-        """Close everything :meth:`close` closes, plus this event loop's async client."""
-        await self._transport.aclose()
+        """Close everything :meth:`close` closes, and wait for this event loop's client."""
+        await self._clients.aclose()
 
     # ------------------------------------------------------------------ one call
+
+    def _body(self, request: WireRequest) -> bytes:
+        s = self._settings
+        body = s.endpoint.format.build_body(s.model, request, s.server_truncates)
+        return json.dumps(body, ensure_ascii=False).encode("utf-8")
 
     def _score(self, request: RerankRequest) -> Sequence[RerankResult]:
         plan = self._plan(request)
         try:
-            return self._finish(self._transport.run_sync(plan.requests, self._split))
+            return self._finish(sync_io.run(self._clients, self._body, plan.requests, self._split))
         except RemoteError as exc:
             return self._fail_open(request, exc)
 
     async def _ascore(self, request: RerankRequest) -> Sequence[RerankResult]:
         plan = self._plan(request)
         try:
-            return self._finish(await self._transport.run_async(plan.requests, self._split))
+            answers = await async_io.run(self._clients, self._body, plan.requests, self._split)
         except RemoteError as exc:
             return self._fail_open(request, exc)
+        return self._finish(answers)
 
     def _plan(self, request: RerankRequest) -> Plan:
         """Fold (or refuse) unsupported fields, truncate and split; warn about truncation."""
@@ -297,8 +297,8 @@ class RemoteReranker(Reranker):
             request,
             self._endpoint.format,
             limits,
-            fold=self._fold,
-            truncate=self._on_oversize == "truncate",
+            fold=self._settings.fold,
+            truncate=self._settings.on_oversize == "truncate",
         )
         if plan.truncated:
             shown = ", ".join(str(i) for i in plan.truncated[:10])
@@ -341,7 +341,7 @@ class RemoteReranker(Reranker):
                     learnt.value,
                     "characters" if learnt.kind == "characters" else "estimated tokens",
                 )
-            if self._on_oversize == "error":
+            if self._settings.on_oversize == "error":
                 raise oversize_error(shrunk, error)
             return [shrunk.request]
         if len(request.documents) < 2:
@@ -360,7 +360,7 @@ class RemoteReranker(Reranker):
             )
         return parts
 
-    def _finish(self, answers: Answers) -> list[RerankResult]:
+    def _finish(self, answers: sync_io.Answers) -> list[RerankResult]:
         results = merge_results(answers)
         outside = sum(1 for r in results if out_of_range(r.raw_score))
         if outside:
@@ -378,7 +378,7 @@ class RemoteReranker(Reranker):
             hint = not_found_hint(exc.status, self.url)
             if hint is not None:
                 exc = RemoteStatusError(exc.status, f"{exc.message} ({hint})", exc.request_id)
-        if self._on_error == "raise":
+        if self._settings.on_error == "raise":
             raise exc
         logger.warning(
             "remote reranker at %s failed (%s: %s); on_error='passthrough' returns all %d "

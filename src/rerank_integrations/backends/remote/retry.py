@@ -1,6 +1,6 @@
-"""Pure decisions of the remote backend about failures: retry or not, how long to wait,
-which errors mean "too long, split and try again" (and which limit the server stated), and
-the fail-open placeholder results.
+"""Pure decisions of the remote backend about failures: retry or not, how long to wait, the
+server's request id, and the fail-open placeholder results. (What a "too long" answer means
+and which limit it states is :mod:`~rerank_integrations.backends.remote.limits`.)
 
 Nothing here does I/O; the sync and async loops of
 :mod:`~rerank_integrations.backends.remote.transport` both call these functions.
@@ -20,13 +20,9 @@ from __future__ import annotations
 
 import email.utils
 import math
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal
 
-from rerank_integrations.backends.remote.document_limits import is_document_too_long
-from rerank_integrations.backends.remote.redaction import Redactor
 from rerank_integrations.results import RerankResult
 
 __all__ = [
@@ -34,15 +30,11 @@ __all__ = [
     "PASSTHROUGH_RELEVANCE",
     "RETRYABLE_STATUSES",
     "RetryPolicy",
-    "StatedLimit",
     "backoff_delay",
     "is_passthrough",
     "is_retryable_status",
-    "is_too_long",
     "parse_retry_after",
-    "parse_stated_limit",
     "passthrough_results",
-    "redact",
     "request_id",
     "should_retry",
 ]
@@ -133,126 +125,6 @@ def backoff_delay(
     return base * (1.0 - policy.jitter * random())
 
 
-_TOO_LONG = re.compile(
-    r"too (long|many|large|big)|exceed|maximum|max[_ ]|limit|context length|batch size|tokens|"
-    r"at most [\d,]+ (documents?|items?|texts?|inputs?|passages?)",
-    re.IGNORECASE,
-)
-
-
-def is_too_long(status: int, message: str) -> bool:
-    """Whether an error answer means "this request is too big": split it and try again.
-
-    413 always; 422 only when the server's message speaks of a size (too long / too many /
-    exceeds / maximum / limit / tokens / batch size / "at most N documents|items", the
-    wording of pydantic's list-length check), so that a 422 for a bad field is not retried in
-    ever smaller pieces. A 400 or 422 that states a limit on one document (vLLM's "maximum
-    context length is N tokens", pydantic's "String should have at most N characters":
-    :mod:`~rerank_integrations.backends.remote.document_limits`) is "too long" too.
-    """
-    if status == 413 or is_document_too_long(status, message):
-        return True
-    return status == 422 and _TOO_LONG.search(message) is not None
-
-
-# --------------------------------------------------------------------------- stated limits
-
-
-@dataclass(frozen=True, slots=True)
-class StatedLimit:
-    """A per-request limit the server stated in a "too many / too long" answer."""
-
-    kind: Literal["documents", "tokens"]
-    value: int
-
-
-_NUMBER = r"(\d{1,3}(?:,\d{3})+|\d+)"
-# Words allowed between a limit word and its number ("maximum allowed batch size 32",
-# "maximum of 100 documents", "max_client_batch_size=100", "limit is 100"). A whitelist, so
-# that "exceeds the limit, you sent 2000" never reads 2000 as the limit.
-_FILLER = (
-    r"(?:[\s:=(]|\b(?:of|is|are|was|the|a|allowed|permitted|supported|batch|client|size|"
-    r"number|documents?|docs?|texts?|inputs?|items?|passages?|tokens?|per(?:\s+request)?|limit|"
-    r"maximum|max|to|set|at|most|up|no|more|than|configured|currently|submitted|in)\b)*"
-)
-_LIMIT_WORD = (
-    r"\b(?:maximum|max(?:_\w+)?|limit|at\s+most|up\s+to|no\s+more\s+than|"
-    r"(?:is|are)\s+allowed|allowed)"
-)
-# "2000 > 100", "9000 tokens exceeds the maximum of 8000", "batch size 2000 > maximum
-# allowed batch size 32": the number after the comparison is the limit.
-_COMPARISON = re.compile(
-    _NUMBER
-    + r"\s*(?:[a-z]+\s+){0,2}?(?:>|exceeds?|exceeding|is\s+(?:greater|more|larger)\s+than)"
-    + _FILLER
-    + _NUMBER
-    + r"(?!\d)",
-    re.IGNORECASE,
-)
-_LIMIT_THEN_NUMBER = re.compile(_LIMIT_WORD + _FILLER + _NUMBER + r"(?!\d)", re.IGNORECASE)
-_NUMBER_IS_LIMIT = re.compile(
-    _NUMBER + r"\s+(?:\w+\s+)?(?:is|are)\s+the\s+(?:maximum|max|limit)\b", re.IGNORECASE
-)
-_TOKEN_WORD = re.compile(r"\btokens?\b", re.IGNORECASE)
-_COUNT_WORD = re.compile(
-    r"\b(?:documents?|docs?|texts?|inputs?|items?|passages?|batch|too\s+many)\b|batch_size",
-    re.IGNORECASE,
-)
-# A limit on ONE document / sequence: splitting a request into smaller ones cannot help.
-_PER_SEQUENCE = re.compile(
-    r"context\s+(?:length|window)|max_model_len|sequence\s+length|max_length|"
-    r"\b(?:per|each|any|single|one)\s+(?:document|input|text|pair|sequence)\b|"
-    r"\b(?:document|input|text|sequence|pair)\s+(?:is\s+)?too\s+long",
-    re.IGNORECASE,
-)
-
-
-def _to_int(text: str) -> int:
-    return int(text.replace(",", ""))
-
-
-def parse_stated_limit(message: str) -> StatedLimit | None:
-    """The per-request document or token limit a "too many / too long" message states.
-
-    Conservative: only a number tied to a limit word counts — after a comparison
-    (``"too many documents: 2000 > 100"``, ``"9000 tokens exceeds the maximum of 8000"``,
-    TEI's ``"batch size 2000 > maximum allowed batch size 32"``), after a limit word
-    (``"at most 100 documents"``, ``"maximum of 100"``, ``"max_client_batch_size 100"``,
-    ``"limit is 100"``) or before one (``"100 is the maximum"``). The kind is ``"tokens"``
-    when the message speaks of tokens, ``"documents"`` when it speaks of documents / texts /
-    inputs / a batch / "too many"; otherwise ``None``. A token limit on one document or
-    sequence (``"maximum context length is 8192 tokens"``, ``"document too long"``) is not a
-    per-request limit — splitting cannot help — and gives ``None``, as does any message
-    without such a number.
-    """
-    limit: int | None = None
-    span = ""
-    match = _COMPARISON.search(message)
-    if match is not None:
-        sent, stated = _to_int(match.group(1)), _to_int(match.group(2))
-        if stated >= sent:  # "100 > 2000" makes no sense: trust no number in it
-            return None
-        limit, span = stated, match.group(0)
-    if limit is None:
-        for pattern in (_LIMIT_THEN_NUMBER, _NUMBER_IS_LIMIT):
-            match = pattern.search(message)
-            if match is not None:
-                limit, span = _to_int(match.group(1)), match.group(0)
-                break
-    if limit is None or limit < 1:
-        return None
-    # The unit: first from the words around the number, then from the whole message.
-    after = message[match.end() : match.end() + 12] if match is not None else ""
-    for text in (span + after, message):
-        if _TOKEN_WORD.search(text):
-            if _PER_SEQUENCE.search(message):
-                return None
-            return StatedLimit("tokens", limit)
-        if _COUNT_WORD.search(text):
-            return StatedLimit("documents", limit)
-    return None
-
-
 _REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-amzn-requestid", "cf-ray")
 
 
@@ -263,12 +135,6 @@ def request_id(headers: Mapping[str, str]) -> str | None:
         if value:
             return value
     return None
-
-
-def redact(text: str, secret: str | None) -> str:
-    """``text`` with ``secret`` (and every 8+ character piece of it) replaced by ``***``: the
-    rule of :class:`~rerank_integrations.backends.remote.redaction.Redactor`."""
-    return Redactor((secret,))(text)
 
 
 # --------------------------------------------------------------------------- fail-open

@@ -1,11 +1,11 @@
-"""A remote reranker's checked settings: what its constructor was given, validated once with
-the package's one rule (wrong type -> RerankTypeError, bad value -> RerankInputError, both
-naming the argument), and everything derived from it that serialising needs.
+"""A remote reranker's settings, built ONCE from its constructor's arguments and handed whole to
+everything that needs them: checked with the package's one rule (wrong type ->
+RerankTypeError, bad value -> RerankInputError, both naming the argument), with what derives
+from them (endpoint, headers, redactor, retry policy, deadline, limits).
 
-:class:`Settings` is immutable. A reranker is built from one (:meth:`RemoteReranker._start`),
-so a copy is a new reranker from the same settings; :meth:`Settings.to_config` gives the
-constructor's JSON keyword arguments and :meth:`Settings.pickle_kwargs` the ones a pickle
-carries. Neither ever holds a secret:
+:class:`Settings` is immutable. A reranker is built from one, so a copy is a new reranker from
+the same settings; :meth:`Settings.to_config` gives the constructor's JSON keyword arguments
+and :meth:`Settings.pickle_kwargs` the ones a pickle carries. Neither ever holds a secret:
 
 - an explicit ``api_key`` is never pickled (pickling raises UnpicklableRerankerError: use
   ``api_key_env``); a key read from the environment is read again where it is unpickled;
@@ -21,13 +21,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rerank_integrations.backends.remote.budgets import default_deadline
+from rerank_integrations import __version__
+from rerank_integrations.backends.remote.budgets import MAX_SECONDS, default_deadline
 from rerank_integrations.backends.remote.credentials import (
     Endpoint,
     resolve_endpoint,
     without_userinfo,
 )
-from rerank_integrations.backends.remote.planning import Limits
+from rerank_integrations.backends.remote.limits import Limits
+from rerank_integrations.backends.remote.redaction import Redactor
 from rerank_integrations.backends.remote.retry import RetryPolicy
 from rerank_integrations.errors import RerankTypeError, UnpicklableRerankerError
 from rerank_integrations.validation import (
@@ -41,7 +43,14 @@ from rerank_integrations.validation import (
     text_value,
 )
 
-__all__ = ["Hooks", "Settings", "parse_settings"]
+__all__ = ["USER_AGENT", "Hooks", "Settings", "parse_settings"]
+
+USER_AGENT = f"rerank-integrations/{__version__} (python-httpx)"
+
+ACCEPT_ENCODING = "gzip, deflate"
+"""The only encodings an answer may use: they are inflated incrementally under
+``max_response_bytes`` (:mod:`~rerank_integrations.backends.remote.reading`), so the cap bounds
+memory. Brotli and zstd are not asked for (their decoders cannot bound one chunk's output)."""
 
 _ON_ERROR = ("raise", "passthrough")
 _ON_OVERSIZE = ("truncate", "error")
@@ -86,11 +95,35 @@ class Settings:
 
     @property
     def deadline(self) -> float:
-        """The call deadline in force: the given one, or the retry policy's worst case."""
+        """The call deadline in force: the given one, or the retry policy's worst case
+        (at most :data:`~rerank_integrations.backends.remote.budgets.MAX_SECONDS`)."""
         if self.deadline_arg is not None:
             return self.deadline_arg
         policy = self.policy
         return default_deadline(self.timeout, self.max_retries, policy.max_retry_after)
+
+    @property
+    def redactor(self) -> Redactor:
+        """Redacts every credential this reranker sends from any text it shows."""
+        return Redactor(self.endpoint.secrets)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The headers of every request (a new dict: the caller may not change ours)."""
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "Accept-Encoding": ACCEPT_ENCODING,
+            "User-Agent": USER_AGENT,
+        }
+        if self.endpoint.authorization is not None:
+            headers["Authorization"] = self.endpoint.authorization
+        return headers
+
+    @property
+    def server_truncates(self) -> bool:
+        """Whether a format with a "truncate" field asks the server to cut long inputs."""
+        return self.on_oversize == "truncate"
 
     @property
     def configured_limits(self) -> Limits:
@@ -159,10 +192,9 @@ def _client(field_name: str, value: object, kind: type) -> Any:
     return value
 
 
-def parse_settings(httpx_module: Any, arguments: dict[str, Any]) -> Settings:
+def parse_settings(httpx_module: Any, **a: Any) -> Settings:
     """Check every constructor argument (by name, as ``RemoteReranker.__init__`` takes
     them) and resolve the endpoint from them and ``os.environ``."""
-    a = arguments
     model = text_value("model", a["model"], blank_ok=False)
     endpoint = resolve_endpoint(
         a["api_format"], a["base_url"], a["api_key"], a["api_key_env"], os.environ
@@ -173,9 +205,11 @@ def parse_settings(httpx_module: Any, arguments: dict[str, Any]) -> Settings:
         base_url_arg=a["base_url"],
         api_key_env=a["api_key_env"],
         explicit_key=a["api_key"] is not None,
-        timeout=number_value("timeout", a["timeout"], positive=True),
-        connect_timeout=number_value("connect_timeout", a["connect_timeout"], positive=True),
-        deadline_arg=optional_number("deadline", a["deadline"], positive=True),
+        timeout=number_value("timeout", a["timeout"], positive=True, maximum=MAX_SECONDS),
+        connect_timeout=number_value(
+            "connect_timeout", a["connect_timeout"], positive=True, maximum=MAX_SECONDS
+        ),
+        deadline_arg=optional_number("deadline", a["deadline"], positive=True, maximum=MAX_SECONDS),
         max_retries=int_value("max_retries", a["max_retries"], minimum=0),
         max_concurrency=int_value("max_concurrency", a["max_concurrency"], minimum=1),
         limit_args=(

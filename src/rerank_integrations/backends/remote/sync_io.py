@@ -1,198 +1,166 @@
-"""Sync sending: every sub-request of a call runs on the transport's thread pool, and the
-caller waits for them, for ``close()`` and for the call's deadline, whichever comes first.
+"""Sync sending: a call's sub-requests run on the shared thread pool while the caller waits for
+them, for ``close()`` and for the call's deadline, whichever comes first.
 
-So the caller is released at the deadline or at ``close()`` whatever a server does, queued
-sub-requests are cancelled, and the ones in flight are aborted (their socket is shut down,
-:mod:`~rerank_integrations.backends.remote.netguard`); their outcome is discarded. Each
-attempt streams its answer and stops at ``max_response_bytes``.
+The twin of :mod:`~rerank_integrations.backends.remote.async_io`: every decision is shared
+(:class:`~rerank_integrations.backends.remote.outcomes.Attempts`, ``budgets``, ``reading``);
+only the sending differs. Each attempt runs under an
+:class:`~rerank_integrations.backends.remote.netguard.AttemptGuard` that the call owns: when
+the call is cancelled, the guard shuts down the socket of the connection this attempt holds,
+and only while it holds it. The answer is read raw and inflated under ``max_response_bytes``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from rerank_integrations.backends.remote.attempts import (
-    Attempts,
-    Context,
-    Scores,
-    Step,
-    TooLong,
-    stop_error,
-)
 from rerank_integrations.backends.remote.budgets import attempt_budget, declared_length, over_cap
+from rerank_integrations.backends.remote.call import Call
+from rerank_integrations.backends.remote.clients import Clients
 from rerank_integrations.backends.remote.formats import WireRequest
-from rerank_integrations.backends.remote.lifecycle import DEADLINE, CallToken
 from rerank_integrations.backends.remote.netguard import AttemptGuard
-from rerank_integrations.errors import RemoteError, RerankerClosedError
+from rerank_integrations.backends.remote.outcomes import Attempts, Scores, Step, TooLong
+from rerank_integrations.backends.remote.reading import BodyReader
+from rerank_integrations.errors import RemoteResponseError, RerankerClosedError
 
-if TYPE_CHECKING:
-    from rerank_integrations.backends.remote.transport import Answers, Splitter, Transport
+__all__ = ["Answers", "Splitter", "run"]
 
-__all__ = ["closed_client_error", "deadline_passed", "run", "send"]
+Answers = list[tuple[WireRequest, Scores]]
+"""Each sent sub-request with its ``[(local index, score), ...]``."""
 
-
-def deadline_passed(context: Context, token: CallToken) -> RemoteError:
-    """The call's deadline has passed: mark the token (first reason wins) and say so."""
-    token.cancel(DEADLINE)
-    return stop_error(context, token)
-
-
-def closed_client_error(context: Context, token: CallToken) -> RemoteError:
-    """httpx refused to send on a closed client: ``close()`` (or its owner) closed it."""
-    if token.cancelled:
-        return stop_error(context, token)
-    return RerankerClosedError(
-        f"the HTTP client for {context.display_url} was closed while the call was in flight"
-    )
+Splitter = Callable[[WireRequest, Any], Sequence[WireRequest]]
+"""``(sub-request, its "too long" RemoteStatusError) -> the parts to send instead``."""
 
 
-def run(transport: Transport, requests: Sequence[WireRequest], split: Splitter) -> Answers:
-    token = transport.begin()
-    try:
-        return _run(transport, token, requests, split)
-    finally:
-        transport.end(token)
-
-
-def _run(
-    transport: Transport, token: CallToken, requests: Sequence[WireRequest], split: Splitter
-) -> Answers:
-    context = transport.context
-    pool = transport.pool()
-    answers: Answers = []
+def run(clients: Clients, body: Callable[[WireRequest], bytes], requests: Sequence[WireRequest],
+        split: Splitter) -> Answers:  # fmt: skip
+    """Send every sub-request of one call (at most ``max_concurrency`` at once), splitting
+    "too long" ones; bounded by the call's deadline and ``close()``."""
+    call = clients.begin()
     pending: dict[Future[Scores], WireRequest] = {}
-
-    def submit(request: WireRequest) -> None:
-        try:
-            future = pool.submit(send, transport, request, token)
-        except RuntimeError:  # the pool was shut down by close() since we took it
-            if not token.cancelled:
-                raise
-            raise stop_error(context, token) from None
-        pending[future] = request
-
+    answers: Answers = []
     try:
+        pool = clients.pool()
+
+        def submit(request: WireRequest) -> None:
+            try:
+                pending[pool.submit(send, clients, body(request), request, call)] = request
+            except RuntimeError:  # the pool was shut down by close() since we took it
+                raise (
+                    call.stop_error()
+                    if call.cancelled
+                    else RerankerClosedError("this RemoteReranker is closed")
+                ) from None
+
         for request in requests:
             submit(request)
         while pending:
-            waiting: list[Future[Any]] = [*pending, token.future]
+            waiting: list[Future[Any]] = [*pending, call.future]
             done, _ = wait(
-                waiting, timeout=max(0.0, token.remaining()), return_when=FIRST_COMPLETED
+                waiting,
+                timeout=max(0.0, call.remaining()),
+                return_when=FIRST_COMPLETED,
             )
-            if token.cancelled:
-                raise stop_error(context, token)
+            if call.cancelled:
+                raise call.stop_error()
             if not done:
-                raise deadline_passed(context, token)
+                raise call.expire()
             for future in done:
-                request = pending.pop(future)
+                request = pending.pop(future)  # type: ignore[call-overload]
                 try:
                     answers.append((request, future.result()))
                 except TooLong as exc:
                     for part in split(request, exc.error):
                         submit(part)
     finally:
+        clients.end(call)  # aborts what is still running, on this call's own attempts only
         for future in pending:
             future.cancel()
     return answers
 
 
-def send(transport: Transport, request: WireRequest, token: CallToken) -> Scores:
+def send(clients: Clients, content: bytes, request: WireRequest, call: Call) -> Scores:
     """One sub-request with retries, on a worker thread; raises :class:`TooLong` to ask for a
     split. Stops as soon as the call is cancelled."""
-    context = transport.context
-    attempts = Attempts(context, request)
-    content = transport.body(request)
+    attempts = Attempts(clients.context, request)
     while True:
-        if token.cancelled:
-            raise stop_error(context, token)
-        budget = attempt_budget(transport.timeout, token.remaining())
+        if call.cancelled:
+            raise call.stop_error()
+        budget = attempt_budget(clients.settings.timeout, call.remaining())
         if budget <= 0:
-            raise deadline_passed(context, token)
-        step = _attempt(transport, content, budget, token, attempts)
+            raise call.expire()
+        step = _attempt(clients, content, budget, call, attempts)
         if isinstance(step, Exception):
             raise step
         if isinstance(step, list):
             return step
-        give_up = attempts.wait_fits(step, token)
+        give_up = attempts.wait_fits(step, call)
         if give_up is not None:
             raise give_up
-        if not transport.sleep(step, token):
-            raise stop_error(context, token)
+        if not clients.sleep(step, call):
+            raise call.stop_error()
 
 
-def _attempt(
-    transport: Transport, content: bytes, budget: float, token: CallToken, attempts: Attempts
-) -> Step:
-    """One HTTP exchange under an :class:`AttemptGuard` that ``close()``/the deadline abort."""
-    client = transport.sync_client()
-    guard = AttemptGuard(transport.clock() + budget, transport.clock)
-    unsubscribe = token.on_cancel(guard.abort)
+def _attempt(clients: Clients, content: bytes, budget: float, call: Call,
+             attempts: Attempts) -> Step:  # fmt: skip
+    """One HTTP exchange under a guard the call owns (cancelling the call aborts it)."""
+    client = clients.sync_client()
+    guard = AttemptGuard(clients.clock() + budget, clients.clock)
+    disown = call.own(guard.abort)
     try:
         with guard.active():
-            step = _exchange(transport, client, content, budget, guard, token, attempts)
-    except RuntimeError:
+            return _exchange(clients, client, content, budget, guard, call, attempts)
+    except RuntimeError:  # httpx refuses to send on a closed client
         if not client.is_closed:
             raise
-        step = closed_client_error(transport.context, token)
+        return (
+            call.stop_error()
+            if call.cancelled
+            else RerankerClosedError("the HTTP client was closed while the call was in flight")
+        )
     finally:
-        unsubscribe()
-    return step
+        disown()
 
 
-def _exchange(
-    transport: Transport,
-    client: Any,
-    content: bytes,
-    budget: float,
-    guard: AttemptGuard,
-    token: CallToken,
-    attempts: Attempts,
-) -> Step:
-    httpx = transport.httpx
-    cap = transport.max_response_bytes
+def _exchange(clients: Clients, client: Any, content: bytes, budget: float, guard: AttemptGuard,
+              call: Call, attempts: Attempts) -> Step:  # fmt: skip
+    httpx = clients.httpx
+    cap = clients.settings.max_response_bytes
     request = client.build_request(
-        "POST",
-        transport.url,
-        content=content,
-        headers=transport.headers,
-        timeout=transport.timeouts(budget),
-    )
+        "POST", clients.settings.endpoint.url, content=content, headers=clients.headers,
+        timeout=clients.timeouts(budget),
+    )  # fmt: skip
     try:
-        response = client.send(request, stream=True, **transport.send_options)
+        response = client.send(request, stream=True)
     except httpx.TransportError as exc:
-        return _failed(transport, exc, budget, guard, token, attempts)
+        return _failed(clients, exc, budget, guard, call, attempts)
     try:
         declared = declared_length(response.headers)
         if declared is not None and over_cap(declared, cap):
             return attempts.too_large(declared)
-        body = bytearray()
-        for chunk in response.iter_bytes():
-            body += chunk
-            if over_cap(len(body), cap):
+        reader = BodyReader(response.headers, cap)
+        for chunk in response.iter_raw():
+            if not reader.feed(chunk):
                 return attempts.too_large(None)
             if guard.left() <= 0:  # a caller's own client: no guarded reads, check here
                 return attempts.timed_out(budget)
-        text = body.decode(response.encoding or "utf-8", errors="replace")
+        data = reader.finish()
+        if data is None:
+            return attempts.too_large(None)
+    except RemoteResponseError as exc:
+        return attempts.unreadable(response.status_code, response.headers, exc)
     except httpx.TransportError as exc:
-        return _failed(transport, exc, budget, guard, token, attempts)
+        return _failed(clients, exc, budget, guard, call, attempts)
     finally:
-        guard.release()
         response.close()
-    return attempts.answered(response.status_code, response.headers, text)
+    return attempts.answered(response.status_code, response.headers, data, response.encoding)
 
 
-def _failed(
-    transport: Transport,
-    exc: Exception,
-    budget: float,
-    guard: AttemptGuard,
-    token: CallToken,
-    attempts: Attempts,
-) -> Step:
-    if token.cancelled:  # aborted by close() or the deadline: say that, not "connection reset"
-        return stop_error(transport.context, token)
-    if guard.left() <= 0 and not isinstance(exc, transport.httpx.TimeoutException):
+def _failed(clients: Clients, exc: Exception, budget: float, guard: AttemptGuard, call: Call,
+            attempts: Attempts) -> Step:  # fmt: skip
+    if call.cancelled:  # aborted by close() or the deadline: say that, not "connection reset"
+        return call.stop_error()
+    if guard.left() <= 0 and not isinstance(exc, clients.httpx.TimeoutException):
         return attempts.timed_out(budget)
     return attempts.failed(exc)

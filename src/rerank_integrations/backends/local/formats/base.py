@@ -6,7 +6,7 @@ A format owns everything about one model family:
   raw ``config.json`` (a :class:`ModelInfo`); the registry (``formats.FORMATS``) asks every
   format in order and the first match wins;
 - **building**: :meth:`LocalFormat.build` loads the network from a
-  :class:`~rerank_integrations.backends.local.loading.Checkpoint` (which transformers class,
+  :class:`~rerank_integrations.backends.local.checkpoint.Checkpoint` (which transformers class,
   or a converter such as the jina mapping) and returns the format bound to that checkpoint
   plus the batch runner the engine drives (a :class:`BuiltModel`);
 - **prompt / encoding**: :meth:`LocalFormat.encode` turns ``(query, instruction, documents,
@@ -34,16 +34,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
+from rerank_integrations.backends.local.checkpoint import Checkpoint
 from rerank_integrations.backends.local.engine import BatchRunner, EncodedInput
 from rerank_integrations.backends.local.runners import CausalRunner, score_rows
+from rerank_integrations.backends.local.tokenizer import PairTemplate
 from rerank_integrations.errors import ModelLoadError, RerankInputError
 from rerank_integrations.folding import fold_metadata
 from rerank_integrations.validation import RerankRequest
-
-if TYPE_CHECKING:
-    from rerank_integrations.backends.local.loading import Checkpoint
 
 __all__ = [
     "DEFAULT_TOKEN_BUDGETS",
@@ -89,34 +88,6 @@ class TextEncoder(Protocol):
     def token_id(self, token: str) -> int | None:
         """The vocabulary id of a token string (``None`` when it is not in the vocabulary)."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class PairTemplate:
-    """Where a tokenizer puts its special tokens around a text pair:
-    ``prefix + A + middle + B + suffix`` with token-type ids ``type_a`` for ``prefix + A +
-    middle`` and ``type_b`` for ``B + suffix`` (BERT: ``[CLS] A [SEP] B [SEP]`` types 0/1;
-    XLM-R: ``<s> A </s></s> B </s>`` without token types)."""
-
-    prefix: tuple[int, ...]
-    middle: tuple[int, ...]
-    suffix: tuple[int, ...]
-    type_a: int = 0
-    type_b: int = 1
-    uses_token_types: bool = False
-
-    @property
-    def num_special(self) -> int:
-        return len(self.prefix) + len(self.middle) + len(self.suffix)
-
-    def build(
-        self, a: Sequence[int], b: Sequence[int]
-    ) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
-        ids = (*self.prefix, *a, *self.middle, *b, *self.suffix)
-        if not self.uses_token_types:
-            return ids, None
-        n_a = len(self.prefix) + len(a) + len(self.middle)
-        return ids, (self.type_a,) * n_a + (self.type_b,) * (len(ids) - n_a)
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +233,9 @@ class LocalFormat(ABC):
     summary: ClassVar[str]
     #: whether the prompt has a slot for an instruction (else ``instruction_mode`` decides).
     follows_instruction: ClassVar[bool]
+    #: whether the prompt has a slot of its own for per-document metadata (else metadata is
+    #: folded into the document text); adapters send metadata by default only to a slot.
+    has_metadata_slot: ClassVar[bool] = False
     #: a ``max_length`` beyond the model's positions: ``"refuse"`` (``RerankInputError``) or
     #: ``"clamp"`` (accepted; :meth:`encode` reduces it, as the format's reference does).
     max_length_policy: ClassVar[Literal["refuse", "clamp"]] = "refuse"

@@ -28,8 +28,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
+from rerank_integrations.backends.local.checkpoint import Checkpoint
 from rerank_integrations.backends.local.engine import EncodedInput
 from rerank_integrations.backends.local.formats.base import (
     DEFAULT_TOKEN_BUDGETS,
@@ -38,19 +39,16 @@ from rerank_integrations.backends.local.formats.base import (
     EncodedRequest,
     LocalFormat,
     ModelInfo,
-    PairTemplate,
     TextEncoder,
     attention_used,
     document_slots,
 )
 from rerank_integrations.backends.local.jina import is_jina_checkpoint, load_jina
 from rerank_integrations.backends.local.runners import ClassifierRunner
+from rerank_integrations.backends.local.tokenizer import PairTemplate
 from rerank_integrations.errors import ModelLoadError, RerankInputError
 from rerank_integrations.folding import fold_instruction
 from rerank_integrations.validation import RerankRequest
-
-if TYPE_CHECKING:
-    from rerank_integrations.backends.local.loading import Checkpoint
 
 __all__ = ["CrossEncoderFormat", "cap_metadata", "split_windows"]
 

@@ -45,6 +45,7 @@ class CtxlV2Format(PromptFormat):
     name: ClassVar[str] = "ctxl-v2"
     summary: ClassVar[str] = "ContextualAI ctxl-rerank-v2"
     follows_instruction: ClassVar[bool] = True
+    has_metadata_slot: ClassVar[bool] = True
 
     header: str = (
         "Check whether a given document contains information helpful to answer the query.\n"

@@ -19,8 +19,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import ClassVar, Literal
 
+from rerank_integrations.backends.local.checkpoint import Checkpoint
 from rerank_integrations.backends.local.engine import EncodedInput
 from rerank_integrations.backends.local.formats.base import (
     CausalFormat,
@@ -32,9 +33,6 @@ from rerank_integrations.backends.local.formats.base import (
     sigmoid,
 )
 from rerank_integrations.validation import RerankRequest
-
-if TYPE_CHECKING:
-    from rerank_integrations.backends.local.loading import Checkpoint
 
 __all__ = ["MXBAI_ESTIMATED_MAX", "MxbaiV2Format", "mxbai_estimated_max"]
 

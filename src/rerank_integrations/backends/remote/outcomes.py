@@ -1,7 +1,6 @@
-"""What the outcome of one attempt means, shared by the sync and async loops of
-:mod:`~rerank_integrations.backends.remote.transport`: results, wait and retry, give up, or
-"too long, split". Every error built here is redacted of the endpoint's secrets and names
-the endpoint by its display URL. No I/O.
+"""What the outcome of one attempt means, shared by the sync and async loops: results, wait
+and retry, give up, or "too long, split". Every error built here is redacted of the
+endpoint's secrets and names the endpoint by its display URL. No I/O.
 """
 
 from __future__ import annotations
@@ -12,23 +11,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from rerank_integrations.backends.remote.budgets import retry_fits
-from rerank_integrations.backends.remote.document_limits import is_document_too_long
-from rerank_integrations.backends.remote.formats import (
-    WireFormat,
-    WireRequest,
-    decode_json,
-    error_message,
-)
-from rerank_integrations.backends.remote.lifecycle import CLOSED, DEADLINE, CallToken
+from rerank_integrations.backends.remote.call import Call
+from rerank_integrations.backends.remote.formats import WireRequest, decode_json, error_message
+from rerank_integrations.backends.remote.limits import is_document_too_long, is_too_long
 from rerank_integrations.backends.remote.redaction import Redactor
 from rerank_integrations.backends.remote.retry import (
-    RetryPolicy,
     backoff_delay,
-    is_too_long,
     parse_retry_after,
     request_id,
     should_retry,
 )
+from rerank_integrations.backends.remote.settings import Settings
 from rerank_integrations.errors import (
     RemoteConnectionError,
     RemoteError,
@@ -36,10 +29,9 @@ from rerank_integrations.errors import (
     RemoteResponseTooLargeError,
     RemoteStatusError,
     RemoteTimeoutError,
-    RerankerClosedError,
 )
 
-__all__ = ["Abandoned", "Attempts", "Context", "Scores", "Step", "TooLong", "stop_error"]
+__all__ = ["Attempts", "Context", "Scores", "Step", "TooLong", "not_found_hint"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,38 +50,21 @@ class TooLong(Exception):
         self.error = error
 
 
-class Abandoned(RemoteError):
-    """Internal: a sub-request stopped because its call already ended (never surfaces)."""
-
-
 @dataclass(frozen=True, slots=True)
 class Context:
-    """What the decisions need to know about the endpoint and policy."""
+    """What every attempt's decisions read: the settings (built once), their redactor, the
+    clock and jitter source, and the httpx module (for its exception classes)."""
 
-    format: WireFormat
-    display_url: str
+    settings: Settings
     redactor: Redactor
-    policy: RetryPolicy
-    timeout: float
-    connect_timeout: float
-    max_response_bytes: int
     random: Callable[[], float]
     now: Callable[[], float]
     httpx: Any
 
-
-def stop_error(context: Context, token: CallToken) -> RemoteError:
-    """The error a cancelled call (or sub-request) ends with, by the token's reason."""
-    if token.reason == CLOSED:
-        return RerankerClosedError(
-            f"the reranker was closed while the call to {context.display_url} was in flight"
-        )
-    if token.reason == DEADLINE:
-        return RemoteTimeoutError(
-            f"the call to {context.display_url} did not finish within its deadline of "
-            f"{token.deadline:g} s"
-        )
-    return Abandoned("the call already ended")
+    @property
+    def url(self) -> str:
+        """The endpoint, as messages show it (never credentials)."""
+        return self.settings.endpoint.display_url
 
 
 def scrub(error: RemoteError, redactor: Redactor) -> RemoteError:
@@ -115,15 +90,32 @@ class Attempts:
         self.attempt = 0
         self.last_error: RemoteError | None = None
 
-    def answered(self, status: int, headers: Mapping[str, str], text: str) -> Step:
-        """An HTTP answer. A malformed 2xx answer is a RemoteResponseError (never retried)."""
+    def answered(
+        self, status: int, headers: Mapping[str, str], body: bytes, encoding: str | None
+    ) -> Step:
+        """An HTTP answer. A malformed 2xx answer is a RemoteResponseError (never retried); an
+        error status is that status's error, whatever its body holds."""
         c = self._context
+        text = body.decode(encoding or "utf-8", errors="replace")
         if 200 <= status < 300:
             try:
-                return c.format.parse_response(decode_json(text, c.redactor), self.request)
+                payload = decode_json(text, c.redactor)
+                return c.settings.endpoint.format.parse_response(payload, self.request)
             except RemoteResponseError as exc:
                 return scrub(exc, c.redactor)
-        message = error_message(text, c.redactor)
+        return self._status(status, headers, error_message(text, c.redactor))
+
+    def unreadable(
+        self, status: int, headers: Mapping[str, str], error: RemoteResponseError
+    ) -> Step:
+        """An answer whose body cannot be decoded (corrupt or unasked-for encoding): a
+        malformed answer for a 2xx; for an error status, that status's error (retried so)."""
+        if 200 <= status < 300:
+            return scrub(error, self._context.redactor)
+        return self._status(status, headers, f"(unreadable error body: {error})")
+
+    def _status(self, status: int, headers: Mapping[str, str], message: str) -> Step:
+        c = self._context
         rid = request_id(headers)
         error = RemoteStatusError(status, message, c.redactor(rid) if rid else None)
         if is_too_long(status, message) and (
@@ -141,8 +133,8 @@ class Attempts:
             else "was still going when reading stopped"
         )
         return RemoteResponseTooLargeError(
-            f"the answer of {c.display_url} {how}, over max_response_bytes={c.max_response_bytes}",
-            limit=c.max_response_bytes,
+            f"the answer of {c.url} {how}, over max_response_bytes={c.settings.max_response_bytes}",
+            limit=c.settings.max_response_bytes,
         )
 
     def failed(self, exc: Exception) -> Step:
@@ -153,11 +145,11 @@ class Attempts:
         error: RemoteError
         if isinstance(exc, httpx.TimeoutException):
             error = RemoteTimeoutError(
-                f"request to {c.display_url} timed out ({detail}; timeout {c.timeout:g} s, "
-                f"connect {c.connect_timeout:g} s)"
+                f"request to {c.url} timed out ({detail}; timeout {c.settings.timeout:g} s, "
+                f"connect {c.settings.connect_timeout:g} s)"
             )
         else:
-            error = RemoteConnectionError(f"connection to {c.display_url} failed ({detail})")
+            error = RemoteConnectionError(f"connection to {c.url} failed ({detail})")
         retryable = httpx.TimeoutException | httpx.NetworkError | httpx.RemoteProtocolError
         if not isinstance(exc, retryable):
             return error
@@ -167,29 +159,29 @@ class Attempts:
         """The attempt used up its budget (the whole answer, not one read): retried."""
         c = self._context
         error = RemoteTimeoutError(
-            f"request to {c.display_url} timed out (no complete answer within {budget:g} s; "
-            f"timeout {c.timeout:g} s per attempt)"
+            f"request to {c.url} timed out (no complete answer within {budget:g} s; "
+            f"timeout {c.settings.timeout:g} s per attempt)"
         )
         return self._next(error, None, None)
 
-    def wait_fits(self, delay: float, token: CallToken) -> RemoteError | None:
+    def wait_fits(self, delay: float, call: Call) -> RemoteError | None:
         """``None`` when a retry wait of ``delay`` leaves time before the call's deadline;
         otherwise the error to give up with (the last one), saying so."""
-        if retry_fits(delay, token.remaining()):
+        if retry_fits(delay, call.remaining()):
             return None
         logger.info(
             "rerank request to %s: a retry in %.2f s would pass the call's deadline of %g s; "
             "giving up",
-            self._context.display_url,
+            self._context.url,
             delay,
-            token.deadline,
+            call.deadline,
         )
         assert self.last_error is not None
         return self.last_error
 
     def _next(self, error: RemoteError, status: int | None, retry_after: float | None) -> Step:
         c = self._context
-        policy = c.policy
+        policy = c.settings.policy
         self.last_error = error
         if not should_retry(
             self.attempt, policy.max_retries, status=status, transport_error=status is None
@@ -199,10 +191,25 @@ class Attempts:
         self.attempt += 1
         logger.info(
             "rerank request to %s failed (%s); retry %d of %d in %.2f s",
-            c.display_url,
+            c.url,
             error,
             self.attempt,
             policy.max_retries,
             delay,
         )
         return delay
+
+
+def not_found_hint(status: int, url: str) -> str | None:
+    """A hint for a 404 on a rerank URL whose API root ends in ``/v1``: Infinity (and other
+    servers) serve ``/rerank`` at the server root, so the bare ``Not Found`` says nothing."""
+    if status != 404:
+        return None
+    path = url.split("?", 1)[0].rstrip("/")
+    if not path.endswith("/v1/rerank"):
+        return None
+    root = path[: -len("/v1/rerank")]
+    return (
+        f"no rerank endpoint at {path}; Infinity serves /rerank at the server root: use "
+        f"base_url={root!r} (api_format='infinity')"
+    )
