@@ -6,7 +6,7 @@ It answers ``POST <anything>`` the way it is told, one :class:`Act` per incoming
 - ``Act.ok(delay)``: a valid Contextual-style ``{"results": [...]}`` answer, after ``delay``;
 - ``Act.scores(values)``: a valid answer with these exact scores (index i -> values[i]);
 - ``Act.error(code, body, headers)``: an error status with a JSON body;
-- ``Act.raw(text, status)``: any body, as given;
+- ``Act.raw(text, status)``: any body, as given (``Act.raw_bytes`` for bytes, e.g. gzip);
 - ``Act.stall()``: read the request, never answer (until the server stops);
 - ``Act.trickle(interval)``: send the status line and headers (a large Content-Length),
   then one body byte every ``interval`` seconds;
@@ -16,6 +16,9 @@ It answers ``POST <anything>`` the way it is told, one :class:`Act` per incoming
   written in 64 KiB chunks; ``server.bytes_sent`` counts what actually went out;
 - ``Act.echo(status)``: the request's headers sent back as plain text (status 200 or not);
 - ``Act.echo_json(field)``: a 200 JSON answer with the Authorization header in ``field``.
+
+``server.route(seen)``, when set, picks the act for a request from what it holds (e.g. its
+query) before the script; ``None`` falls back to the script / default.
 
 Every request is recorded (``server.requests``: path, headers, body). Each connection is
 served by a daemon thread; ``stop()`` (or leaving the ``with`` block) ends every act that
@@ -32,7 +35,7 @@ import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -67,6 +70,12 @@ class Act:
     @classmethod
     def raw(cls, text: str, status: int = 200, headers: dict[str, str] | None = None) -> Act:
         return cls("raw", text=text, status=status, headers=dict(headers or {}))
+
+    @classmethod
+    def raw_bytes(
+        cls, data: bytes, status: int = 200, headers: dict[str, str] | None = None
+    ) -> Act:
+        return cls("raw", body=data, status=status, headers=dict(headers or {}))
 
     @classmethod
     def stall(cls) -> Act:
@@ -126,6 +135,7 @@ class HostileServer:
     def __init__(self) -> None:
         self.script: deque[Act] = deque()
         self.default = Act.ok()
+        self.route: Callable[[Seen], Act | None] | None = None
         self.requests: list[Seen] = []
         self.bytes_sent = 0
         self.connections = 0
@@ -190,8 +200,9 @@ class HostileServer:
                     self.requests.append(seen)
                     self.in_flight += 1
                     self.max_in_flight = max(self.max_in_flight, self.in_flight)
+                act = self.route(seen) if self.route is not None else None
                 try:
-                    keep = self._act(sock, self._next_act(), seen)
+                    keep = self._act(sock, act or self._next_act(), seen)
                 finally:
                     with self._lock:
                         self.in_flight -= 1
@@ -263,7 +274,8 @@ class HostileServer:
             self._answer(sock, act.status, json.dumps(act.body).encode(), act.headers)
             return True
         if kind == "raw":
-            self._answer(sock, act.status, act.text.encode(), act.headers)
+            data = act.body if isinstance(act.body, bytes) else act.text.encode()
+            self._answer(sock, act.status, data, act.headers)
             return True
         if kind == "echo":
             text = "\n".join(f"{k}: {v}" for k, v in seen.headers.items())

@@ -164,16 +164,32 @@ def _cut(text: str, limit: int, redact: Redactor | None) -> str:
     return (redact or _NO_SECRETS).cut(text, limit)
 
 
-def decode_json(text: str, redact: Redactor | None = None) -> Any:
-    """Decode a response body; non-JSON (or truncated JSON) -> RemoteResponseError, quoting
-    the start of the body redacted by ``redact``."""
+def _int_or_float(text: str) -> int | float:
+    """A JSON integer: an int when it is index-sized, else a float (``inf`` for an absurd one),
+    so a 5,000-digit number never hits int()'s digit limit nor float()'s overflow later."""
+    return int(text) if len(text) <= 18 else float(text)
+
+
+def loads(text: str) -> Any:
+    """``json.loads`` for untrusted answers: numbers never raise (huge ones become ``inf`` and
+    are then refused as non-finite scores), and too deep nesting, like any other malformed
+    text, is a ValueError, never a RecursionError."""
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
+        return json.loads(text, parse_int=_int_or_float, parse_constant=float)
+    except RecursionError:
+        raise ValueError("the JSON is nested too deeply") from None
+
+
+def decode_json(text: str, redact: Redactor | None = None) -> Any:
+    """Decode a response body; non-JSON (truncated, too deeply nested) -> RemoteResponseError,
+    quoting the start of the body redacted by ``redact``."""
+    try:
+        return loads(text)
+    except ValueError as exc:
         snippet = _cut(" ".join(text[:200].split()), 80, redact)
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
         raise RemoteResponseError(
-            f"the server's answer is not valid JSON ({exc.msg} at position {exc.pos}); "
-            f"it starts with {snippet!r}"
+            f"the server's answer is not valid JSON ({reason}); it starts with {snippet!r}"
         ) from None
 
 
@@ -271,6 +287,18 @@ def _detail_item(item: object) -> str:
     return msg
 
 
+def _message_of(payload: Mapping[str, Any]) -> str | None:
+    for key in ("message", "error", "detail"):
+        value = payload.get(key)
+        if isinstance(value, str) and value:
+            return value
+        if isinstance(value, Mapping) and isinstance(value.get("message"), str):
+            return str(value["message"])
+        if isinstance(value, list) and value:
+            return "; ".join(_detail_item(v) for v in value)
+    return None
+
+
 def error_message(text: str, redact: Redactor | None = None) -> str:
     """The server's own error message from an error response body (any of the formats),
     redacted by ``redact`` BEFORE it is cut to 500 characters.
@@ -280,22 +308,10 @@ def error_message(text: str, redact: Redactor | None = None) -> str:
     """
     message: str | None = None
     try:
-        payload = json.loads(text)
-    except ValueError:
-        payload = None
-    if isinstance(payload, Mapping):
-        for key in ("message", "error", "detail"):
-            value = payload.get(key)
-            if isinstance(value, str) and value:
-                message = value
-                break
-            if isinstance(value, Mapping) and isinstance(value.get("message"), str):
-                message = str(value["message"])
-                break
-            if isinstance(value, list) and value:
-                parts = [_detail_item(v) for v in value]
-                message = "; ".join(parts)
-                break
+        payload = loads(text)
+        message = _message_of(payload) if isinstance(payload, Mapping) else None
+    except (ValueError, RecursionError):  # not JSON, or too deep to describe: use the text
+        message = None
     if message is None:
         message = " ".join(text.split()) or "(empty body)"
     return _cut(message, _MESSAGE_LIMIT, redact)
