@@ -18,7 +18,6 @@ from rerank_integrations.backends.remote.planning import (
     merge_results,
     plan_call,
     plan_requests,
-    split_in_half,
     split_rejected,
     split_to_limit,
     truncate_to_tokens,
@@ -189,20 +188,21 @@ def test_plan_does_not_mutate_inputs() -> None:
 
 def test_split_in_half_and_merge() -> None:
     request = WireRequest(
-        "q", ("a", "b", "c", "d", "e"), (5, 6, 7, 8, 9), None, ("", "", "", "m", ""), 4
+        "q", ("a", "b", "c", "d", "e"), (5, 6, 7, 8, 9), None, ("", "", "m", "", ""), 4
     )
-    first, second = split_in_half(request)
-    assert first.indices == (5, 6) and second.indices == (7, 8, 9)
-    assert first.metadata == ("", "") and second.metadata == ("", "m", "")
-    assert (first.top_n, second.top_n) == (2, 3)
-    merged = merge_results([(first, [(1, 0.2), (0, 0.9)]), (second, [(2, 1.7), (0, -0.5)])])
+    (first, second), trusted = split_rejected(request, None)  # no stated limit: halves
+    assert not trusted
+    assert first.indices == (5, 6, 7) and second.indices == (8, 9)
+    assert first.metadata == ("", "", "m") and second.metadata == ("", "")
+    assert (first.top_n, second.top_n) == (3, 2)
+    merged = merge_results([(first, [(1, 0.2), (0, 0.9)]), (second, [(1, 1.7), (0, -0.5)])])
     by_index = {r.index: r for r in merged}
-    assert set(by_index) == {5, 6, 7, 9}
+    assert set(by_index) == {5, 6, 8, 9}
     assert by_index[6].relevance_score == 0.2
     assert by_index[9].relevance_score == 1.0 and by_index[9].raw_score == 1.7
-    assert by_index[7].relevance_score == 0.0 and by_index[7].raw_score == -0.5
+    assert by_index[8].relevance_score == 0.0 and by_index[8].raw_score == -0.5
     with pytest.raises(ValueError):
-        split_in_half(WireRequest("q", ("a",), (0,)))
+        split_rejected(WireRequest("q", ("a",), (0,)), None)
 
 
 def test_merge_rejects_double_scoring() -> None:

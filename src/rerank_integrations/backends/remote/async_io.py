@@ -1,11 +1,7 @@
 """Async sending: a call's sub-requests are tasks on the caller's event loop, under the loop's
-semaphore (held only while a request is in flight, not while waiting to retry); the call
-waits for them, for ``close()`` and for its deadline, whichever comes first, then cancels the
-tasks it made (and only those).
-
+semaphore (held only while a request is in flight), each attempt under ``asyncio.timeout``.
 The twin of :mod:`~rerank_integrations.backends.remote.sync_io`: every decision is shared;
-only the sending differs. Each attempt runs under ``asyncio.timeout`` (the whole exchange, not
-one read) and its answer is read raw and inflated under ``max_response_bytes``.
+only the sending differs. The call cancels the tasks it made, and only those.
 """
 
 from __future__ import annotations

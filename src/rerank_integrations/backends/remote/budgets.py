@@ -1,22 +1,8 @@
-"""Pure budget decisions of the remote backend: a call's deadline, each attempt's share of it,
-whether a retry wait still fits, and the response size cap. Shared by the sync and async
-paths of :mod:`~rerank_integrations.backends.remote.transport`; nothing here does I/O.
-
-Rules:
-
-- A call has one **deadline**: every sub-request, attempt, retry wait and split of the call
-  runs under it. ``deadline=None`` means :func:`default_deadline`: the longest one sub-request
-  may take under the retry policy (every attempt at its full ``timeout`` plus every retry wait
-  at its cap), so the default never cuts a retry the policy allows.
-- An **attempt** (one HTTP request: connect, send, the whole answer) gets
-  ``min(timeout, what remains of the deadline)`` (:func:`attempt_budget`); every network
-  timeout of the attempt is at most that (:func:`attempt_timeouts`).
-- A **retry wait** is only taken when the deadline leaves time for an attempt after it
-  (:func:`retry_fits`); otherwise the call fails at once with the last error.
-- A **response body** may hold at most ``max_response_bytes`` (decoded) bytes: a declared
-  ``Content-Length`` over the cap fails before reading (:func:`declared_length`), and reading
-  stops as soon as the bytes read pass it (:func:`over_cap`); a compressed answer is inflated
-  under the same cap (:mod:`~rerank_integrations.backends.remote.reading`).
+"""Pure budget decisions of the remote backend, shared by the sync and async loops: a call's
+deadline (:func:`default_deadline`), each attempt's share of it (:func:`attempt_budget`,
+:func:`attempt_timeouts`), whether a retry wait still fits (:func:`retry_fits`), and the
+response size cap (:func:`declared_length`, :func:`over_cap`). The rules are stated once, in
+docs/reliability.md "What a call's deadline bounds" and "Answer size".
 """
 
 from __future__ import annotations

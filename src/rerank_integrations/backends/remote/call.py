@@ -1,15 +1,10 @@
-"""One rerank call: its deadline, its cancellation, and the attempts it owns (sync or async).
+"""One rerank call: its deadline, its cancel switch and the attempts it owns (sync or async).
 
 A :class:`Call` is made per ``rerank()``/``arerank()`` by the shared
-:class:`~rerank_integrations.backends.remote.clients.Clients` and shared by the call's
-sub-requests, in any thread. It is cancelled once, with a reason: :data:`CLOSED`
-(``close()``/``aclose()``), :data:`DEADLINE` (its deadline passed) or :data:`DONE` (it ended,
-e.g. a sibling sub-request failed: the others stop). Cancelling wakes the waiting caller,
-ends retry waits and aborts the attempts registered with :meth:`Call.own` — its OWN attempts
-only. The HTTP clients and their pooled connections are shared and never closed by a call: an
-attempt's abort shuts down the socket of the connection that attempt holds, and only while
-it holds it (:class:`~rerank_integrations.backends.remote.netguard.AttemptGuard`), so it can
-never reach a connection another call uses.
+:class:`~rerank_integrations.backends.remote.clients.Clients`. It is cancelled once, with a
+reason (:data:`CLOSED`, :data:`DEADLINE`, :data:`DONE`), and cancelling runs the aborts its
+attempts registered with :meth:`Call.own`: its OWN attempts only, never a client or a pooled
+connection (docs/reliability.md "Who owns what").
 """
 
 from __future__ import annotations

@@ -1,17 +1,11 @@
-"""The HTTP resources one remote reranker shares between its calls, and their lifetimes.
+"""The HTTP resources one remote reranker's calls SHARE: the sync client and its thread pool,
+one async client per event loop, and the registry of calls in flight.
 
-:class:`Clients` holds the sync client and its thread pool, one async client per event loop,
-and the calls in flight. Calls only BORROW these: a call never closes a client or a pooled
-connection (it owns only its :class:`~rerank_integrations.backends.remote.call.Call`).
-
-- ``close()`` is final (as httpx's and the OpenAI client's): every call in flight is cancelled
-  (it raises RerankerClosedError at once: queued sub-requests never start, requests in flight
-  are aborted, retry waits end), then the clients and pool created here are closed; a later
-  call raises RerankerClosedError before any request. User clients are never closed.
-- An event loop's async client is closed when that loop shuts down (an async generator
-  started on the loop, which ``asyncio.run()`` finalises), so one ``asyncio.run()`` per call
-  leaks nothing; the state of a loop closed without shutting down is dropped at the next call.
-- In a forked child all of it is dropped (never used, never closed) and re-created on use.
+Calls borrow these and never close them. ``close()`` is final: it cancels every call in flight
+(RerankerClosedError), closes what was created here (never a user's client), and later calls
+are refused. A loop's async client is closed when that loop shuts down; in a forked child
+everything is dropped untouched and re-created on use. docs/reliability.md "Who owns what",
+"What close() does", "Event loops" and "After os.fork()" state the rules.
 """
 
 from __future__ import annotations

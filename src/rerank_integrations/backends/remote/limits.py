@@ -73,43 +73,39 @@ class LearnedLimits:
     def restore(self, learnt: Limits) -> None:
         """Take over limits learnt by another instance (a copy or an unpickled reranker),
         still only ever lowering the configured ones."""
-        for kind, value in (
-            ("documents", learnt.max_documents_per_request),
-            ("tokens", learnt.max_tokens_per_request),
-        ):
+        for field in _FIELDS.values():
+            value = getattr(learnt, field)
             if value is not None:
-                self._lower(kind, value)
+                self._lower(field, value)
 
     @property
     def current(self) -> Limits:
         """The limits in force now (an immutable snapshot)."""
         return self._limits
 
-    def learn_document(self, stated: DocumentLimit) -> bool:
-        """Lower the per-document limit of ``stated.kind`` (estimated tokens per
-        query+document, or characters per document) to ``stated.value``; False when the
-        limit in force is already at or below it."""
-        field = "max_tokens_per_document" if stated.kind == "tokens" else "max_chars_per_document"
-        with self._lock:
-            known = getattr(self._limits, field)
-            if known is not None and stated.value >= known:
-                return False
-            self._limits = replace(self._limits, **{field: stated.value})
-        return True
+    def learn(self, stated: StatedLimit | DocumentLimit) -> bool:
+        """Lower the limit a server stated (per request: documents or tokens; per document:
+        estimated tokens per query+document, or characters) to its value; False when the
+        limit in force is already at or below it (nothing changes)."""
+        scope = "document" if isinstance(stated, DocumentLimit) else "request"
+        return self._lower(_FIELDS[scope, stated.kind], stated.value)
 
-    def learn(self, stated: StatedLimit) -> bool:
-        """Lower the limit of ``stated.kind`` to ``stated.value``; False when the limit in
-        force is already at or below it (nothing changes)."""
-        return self._lower(stated.kind, stated.value)
-
-    def _lower(self, kind: str, value: int) -> bool:
-        field = "max_documents_per_request" if kind == "documents" else "max_tokens_per_request"
+    def _lower(self, field: str, value: int) -> bool:
         with self._lock:
             known = getattr(self._limits, field)
             if known is not None and value >= known:
                 return False
             self._limits = replace(self._limits, **{field: value})
         return True
+
+
+_FIELDS = {
+    ("request", "documents"): "max_documents_per_request",
+    ("request", "tokens"): "max_tokens_per_request",
+    ("document", "tokens"): "max_tokens_per_document",
+    ("document", "characters"): "max_chars_per_document",
+}
+"""Which :class:`Limits` field a stated limit lowers, by its scope and kind."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,19 +1,15 @@
-"""A hard time bound for each sync attempt, and a way to abort it from another thread.
+"""A hard time bound for each sync attempt, and an abort that touches only that attempt's socket.
 
-httpx's timeouts are per network operation: a server that sends a byte every half second
-never trips a 1 s read timeout, so a sync request could last as long as the server trickles.
-The reranker's own sync clients therefore get a network backend wrapper
-(:func:`install`) whose streams give every connect, read and write of an attempt at most the
-time left until the attempt's end (:class:`AttemptGuard`, set for the current thread with
-:meth:`AttemptGuard.active`), and whose socket :meth:`AttemptGuard.abort` shuts down while
-an operation of that attempt runs on it, so a read blocked in another thread returns at once
-(``close()`` or the call's deadline) and no other call's connection is ever touched.
-
-A caller's own ``http_client`` is left as it is: its attempts are bounded by httpx's
-per-operation timeouts (each at most the attempt's budget) and a check between the body's
-chunks, and the CALLER is still released at the deadline (the request runs on a worker).
-The wrapper reaches into httpx's transport (``_pool._network_backend``); when that is not
-there (another httpx version) :func:`install` says so and the bounds above still hold.
+httpx's timeouts are per network operation (a server trickling a byte every 0.5 s never trips
+a 1 s read timeout), so the reranker's own sync clients get a network backend wrapper
+(:func:`install`) whose every connect, read and write gets at most the time left of the
+current attempt (:class:`AttemptGuard`, set for the thread with :meth:`AttemptGuard.active`).
+:meth:`AttemptGuard.abort` shuts a socket down only while one of that attempt's own operations
+runs on it, and that operation then fails, so the connection is closed instead of pooled: an
+abort never reaches a connection another call holds. A caller's own ``http_client`` is left
+as it is (per-operation timeouts, a check between chunks; the caller is still released at the
+deadline). The wrapper reaches into httpx's transport (``_pool._network_backend``); when that
+is not there, :func:`install` says so and the other bounds hold.
 """
 
 from __future__ import annotations
@@ -112,32 +108,35 @@ def _current() -> AttemptGuard | None:
     return guard
 
 
+@contextmanager
+def _operation(stream: Any, timeout: float | None, spent: type[Exception],
+               aborted: type[Exception]) -> Iterator[float | None]:  # fmt: skip
+    """The current thread's attempt's :meth:`AttemptGuard.operating`, or the plain timeout
+    when no attempt is current (a stream used outside the reranker's calls)."""
+    guard = _current()
+    if guard is None:
+        yield timeout
+        return
+    with guard.operating(stream, timeout, spent, aborted) as left:
+        yield left
+
+
 class _GuardedStream:
     """An httpcore network stream whose operations respect the current attempt's guard."""
 
-    __slots__ = ("_httpcore", "_inner")
+    __slots__ = ("_h", "_inner")
 
     def __init__(self, inner: Any, httpcore: Any) -> None:
         self._inner = inner
-        self._httpcore = httpcore
+        self._h = httpcore
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        guard = _current()
-        if guard is None:
-            data: bytes = self._inner.read(max_bytes, timeout)
-            return data
-        h = self._httpcore
-        with guard.operating(self._inner, timeout, h.ReadTimeout, h.ReadError) as left:
-            data = self._inner.read(max_bytes, left)
+        with _operation(self._inner, timeout, self._h.ReadTimeout, self._h.ReadError) as left:
+            data: bytes = self._inner.read(max_bytes, left)
         return data
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        guard = _current()
-        if guard is None:
-            self._inner.write(buffer, timeout)
-            return
-        h = self._httpcore
-        with guard.operating(self._inner, timeout, h.WriteTimeout, h.WriteError) as left:
+        with _operation(self._inner, timeout, self._h.WriteTimeout, self._h.WriteError) as left:
             self._inner.write(buffer, left)
 
     def close(self) -> None:
@@ -146,14 +145,10 @@ class _GuardedStream:
     def start_tls(
         self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None
     ) -> _GuardedStream:
-        guard = _current()
-        if guard is None:
-            inner = self._inner.start_tls(ssl_context, server_hostname, timeout)
-        else:
-            h = self._httpcore
-            with guard.operating(self._inner, timeout, h.ConnectTimeout, h.ConnectError) as left:
-                inner = self._inner.start_tls(ssl_context, server_hostname, left)
-        return _GuardedStream(inner, self._httpcore)
+        h = self._h
+        with _operation(self._inner, timeout, h.ConnectTimeout, h.ConnectError) as left:
+            inner = self._inner.start_tls(ssl_context, server_hostname, left)
+        return _GuardedStream(inner, h)
 
     def get_extra_info(self, info: str) -> Any:
         return self._inner.get_extra_info(info)

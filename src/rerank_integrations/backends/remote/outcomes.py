@@ -67,18 +67,6 @@ class Context:
         return self.settings.endpoint.display_url
 
 
-def scrub(error: RemoteError, redactor: Redactor) -> RemoteError:
-    """``error`` with its message (and a status error's request id) redacted."""
-    if not redactor.active:
-        return error
-    if isinstance(error, RemoteStatusError):
-        rid = redactor(error.request_id) if error.request_id else None
-        return RemoteStatusError(error.status, redactor(error.message), rid)
-    if isinstance(error, RemoteResponseTooLargeError):
-        return RemoteResponseTooLargeError(redactor(str(error)), limit=error.limit)
-    return type(error)(redactor(str(error)))
-
-
 class Attempts:
     """The attempts of one sub-request: every decision of the retry loop, none of its I/O."""
 
@@ -102,7 +90,7 @@ class Attempts:
                 payload = decode_json(text, c.redactor)
                 return c.settings.endpoint.format.parse_response(payload, self.request)
             except RemoteResponseError as exc:
-                return scrub(exc, c.redactor)
+                return exc  # parsers quote no server text; decode_json redacts its own
         return self._status(status, headers, error_message(text, c.redactor))
 
     def unreadable(
@@ -111,7 +99,7 @@ class Attempts:
         """An answer whose body cannot be decoded (corrupt or unasked-for encoding): a
         malformed answer for a 2xx; for an error status, that status's error (retried so)."""
         if 200 <= status < 300:
-            return scrub(error, self._context.redactor)
+            return error  # says nothing the server sent
         return self._status(status, headers, f"(unreadable error body: {error})")
 
     def _status(self, status: int, headers: Mapping[str, str], message: str) -> Step:

@@ -53,7 +53,6 @@ __all__ = [
     "merge_results",
     "plan_call",
     "plan_requests",
-    "split_in_half",
     "split_rejected",
     "split_to_limit",
     "truncate_to_tokens",
@@ -270,15 +269,6 @@ def _part(request: WireRequest, lo: int, hi: int) -> WireRequest:
     )
 
 
-def split_in_half(request: WireRequest) -> tuple[WireRequest, WireRequest]:
-    """Two sub-requests with the first and second half of ``request``'s documents."""
-    n = len(request.documents)
-    if n < 2:
-        raise ValueError("cannot split a request with fewer than 2 documents")
-    mid = n // 2
-    return _part(request, 0, mid), _part(request, mid, n)
-
-
 def split_to_limit(
     request: WireRequest,
     *,
@@ -292,7 +282,7 @@ def split_to_limit(
     whose estimated cost (see :func:`plan_requests`) stays under it; a document that alone
     exceeds it gets a part of its own. Returns ``None`` when the limit would not split the
     request into at least two parts — the request already looks within it, so the stated
-    number is not to be trusted and the caller falls back to :func:`split_in_half`.
+    number is not to be trusted and the caller falls back to halves.
     """
     n = len(request.documents)
     if max_documents is not None:
@@ -330,8 +320,11 @@ def split_rejected(
             parts = split_to_limit(request, max_documents=stated.value)
         else:
             parts = split_to_limit(request, max_tokens=stated.value)
-    if parts is None:
-        return split_in_half(request), False
+    if parts is None:  # no trusted limit: halves
+        halves = split_to_limit(request, max_documents=-(-len(request.documents) // 2))
+        if halves is None:
+            raise ValueError("cannot split a request with fewer than 2 documents")
+        return halves, False
     return parts, True
 
 

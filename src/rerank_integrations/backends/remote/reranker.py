@@ -331,7 +331,7 @@ class RemoteReranker(Reranker):
                 error=error,
             )
             learnt = shrunk.limit
-            if self._limits.learn_document(learnt):
+            if self._limits.learn(learnt):
                 logger.info(
                     "%s stated a limit on one document (HTTP %d: %s); documents over %d %s "
                     "are now truncated client-side",

@@ -1,12 +1,8 @@
 """Sync sending: a call's sub-requests run on the shared thread pool while the caller waits for
-them, for ``close()`` and for the call's deadline, whichever comes first.
-
-The twin of :mod:`~rerank_integrations.backends.remote.async_io`: every decision is shared
-(:class:`~rerank_integrations.backends.remote.outcomes.Attempts`, ``budgets``, ``reading``);
-only the sending differs. Each attempt runs under an
-:class:`~rerank_integrations.backends.remote.netguard.AttemptGuard` that the call owns: when
-the call is cancelled, the guard shuts down the socket of the connection this attempt holds,
-and only while it holds it. The answer is read raw and inflated under ``max_response_bytes``.
+them, for ``close()`` and for the call's deadline, whichever comes first. The twin of
+:mod:`~rerank_integrations.backends.remote.async_io`: every decision is shared (``outcomes``,
+``budgets``, ``reading``); only the sending differs. Each attempt runs under an
+:class:`~rerank_integrations.backends.remote.netguard.AttemptGuard` its call owns.
 """
 
 from __future__ import annotations
