@@ -24,7 +24,7 @@ from rerank_integrations.ranking import select_results
 from rerank_integrations.results import RerankResult
 from rerank_integrations.validation import RerankRequest, str_value, validate_request
 
-__all__ = ["BACKENDS", "Reranker", "reranker_from_config", "resolve_backend"]
+__all__ = ["BACKENDS", "Reranker", "backend_path", "reranker_from_config", "resolve_backend"]
 
 BACKENDS: dict[str, str] = {
     "local": "rerank_integrations.backends.local:LocalReranker",
@@ -178,15 +178,24 @@ class Reranker(abc.ABC):
         await self.aclose()
 
 
+def backend_path(backend: str, *, field: str = "backend") -> tuple[str, str] | None:
+    """``None`` for a short name (``"local"``, ``"remote"``), else the ``(module, qualname)`` of a
+    ``"module:Class"`` path; anything else is a :class:`RerankInputError` naming ``field``. The
+    one parser of the ``"module:Class"`` form (configs, adapters, the CLI)."""
+    if backend in BACKENDS:
+        return None
+    module, sep, qualname = backend.partition(":")
+    if not sep or not module.strip() or not qualname.strip():
+        raise RerankInputError(
+            field, f"unknown backend {backend!r}: use one of {sorted(BACKENDS)} or 'module:Class'"
+        )
+    return module, qualname
+
+
 def resolve_backend(backend: str) -> type[Reranker]:
     """The :class:`Reranker` class for a backend name or ``module:Class`` path."""
     path = BACKENDS.get(backend, backend)
-    module_name, sep, qualname = path.partition(":")
-    if not sep or not module_name or not qualname:
-        raise RerankInputError(
-            "backend",
-            f"unknown backend {backend!r}: use one of {sorted(BACKENDS)} or 'module:ClassName'",
-        )
+    module_name, qualname = backend_path(path) or ("", "")
     obj: Any = importlib.import_module(module_name)
     for part in qualname.split("."):
         obj = getattr(obj, part)

@@ -7,50 +7,67 @@ One import and one line in the pipeline you already have::
     ranker = RerankRanker(backend="remote", model="ctxl-rerank-v2-instruct-multilingual")
     pipeline.add_component("ranker", ranker)
 
-This module only maps Haystack ``Document`` objects to texts/metadata and back; every ranking
-rule (instruction precedence, metadata rendering, threshold then ``top_k``, duplicates) is
-called from :mod:`rerank_integrations.adapter_support`. Behaviour is documented in
-``docs/haystack.md``.
+This module maps Haystack ``Document`` objects to texts/metadata and back and holds the
+component's lifecycle (``warm_up``/``close``, ``to_dict``/``from_dict``, pickling). The ranking
+rules are :mod:`rerank_integrations._adapters.calls`'s, the lazy reranker
+:mod:`rerank_integrations._adapters.holder`'s (the same as the LangChain and LlamaIndex
+adapters'), Haystack's own decisions :mod:`rerank_integrations._adapters.haystack_rules`'s.
+Behaviour is documented in ``docs/haystack.md``.
 """
 
-import dataclasses
+import asyncio
+import copy
+import inspect
 import logging
-import warnings
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, NamedTuple, Self
 
 from rerank_integrations.extras import import_extra
 
 import_extra("haystack", extra="haystack", feature="rerank_integrations.haystack.RerankRanker")
 
-from haystack import Document, component  # noqa: E402
+from haystack import Document, component, default_from_dict, default_to_dict  # noqa: E402
+from haystack.core.serialization import import_class_by_name  # noqa: E402
 from haystack.utils import (  # noqa: E402
     ComponentDevice,
     Secret,
+    deserialize_callable,
+    deserialize_secrets_inplace,
+    serialize_callable,
 )
+from haystack.utils.auth import SecretType  # noqa: E402
 
-from rerank_integrations.adapter_support import (  # noqa: E402
+from rerank_integrations._adapters.calls import (  # noqa: E402
     RAW_SCORE_KEY,
     InstructionFn,
-    LazyReranker,
     RerankOptions,
     arerank_texts,
-    check_reranker_settings,
     dedupe_best,
     metadata_enabled,
     rerank_texts,
+    resolve_score_threshold,
+    resolve_top_n,
 )
-from rerank_integrations.base import Reranker  # noqa: E402
-from rerank_integrations.errors import RerankInputError, RerankTypeError  # noqa: E402
-from rerank_integrations.haystack_lifecycle import RankerLifecycle  # noqa: E402
-from rerank_integrations.haystack_rules import (  # noqa: E402
-    backend_options,
-    check_backend_shape,
+from rerank_integrations._adapters.haystack_rules import (  # noqa: E402
     document_text,
     local_kwargs,
     select_scored,
 )
+from rerank_integrations._adapters.holder import (  # noqa: E402
+    LazyReranker,
+    refresh_holder,
+    reranker_source,
+)
+from rerank_integrations._adapters.policy import (  # noqa: E402
+    check_reranker_settings,
+    load_backend,
+    portable_state,
+    validate_metadata_keys,
+)
+from rerank_integrations.base import Reranker, backend_path  # noqa: E402
+from rerank_integrations.errors import RerankInputError, RerankTypeError  # noqa: E402
 from rerank_integrations.metadata import MetadataFormatter  # noqa: E402
 from rerank_integrations.results import RerankResult  # noqa: E402
 from rerank_integrations.validation import (  # noqa: E402
@@ -62,7 +79,6 @@ from rerank_integrations.validation import (  # noqa: E402
     text_value,
     validate_instruction,
     validate_query,
-    validate_score_threshold,
     validate_top_n,
 )
 
@@ -71,15 +87,46 @@ __all__ = ["RAW_SCORE_KEY", "RerankRanker"]
 logger = logging.getLogger(__name__)
 
 
+def _check_allowlisted(backend: object, field: str) -> None:
+    """Gate a ``module:Class`` backend path through Haystack's deserialization allowlist.
+
+    Loading a pipeline must not import a module the user has not allow-listed just because the
+    YAML names it as a custom backend; ``"local"``/``"remote"`` are this package's own.
+    """
+    path = backend_path(backend, field=field) if isinstance(backend, str) else None
+    if path is not None:
+        import_class_by_name(".".join(path))  # DeserializationError when not allow-listed
+
+
+def _check_token(token: Secret | None) -> None:
+    """The local backend downloads with huggingface_hub, which reads ``HF_TOKEN`` itself."""
+    value = None if token is None else token.resolve_value()
+    if value and value != os.environ.get("HF_TOKEN"):
+        raise RerankInputError(
+            "token",
+            "the local backend downloads through huggingface_hub, which reads HF_TOKEN: set the "
+            "token there (or log in with `hf auth login`) instead of passing a different one",
+        )
+
+
+class _Call(NamedTuple):
+    """One run's documents (deduplicated), query (with prefix/suffix) and selection."""
+
+    docs: list[Document]
+    query: str
+    limit: int | None
+    threshold: float | None
+    scale: bool
+
+
 @component
-class RerankRanker(RankerLifecycle):
+class RerankRanker:
     """Reorders Haystack ``Document`` objects by a modern reranker's relevance score.
 
     Construct it from a ready :class:`~rerank_integrations.base.Reranker`
     (``RerankRanker(my_reranker)``) or from plain settings (``backend="local"``/``"remote"``,
-    ``model``, ...) so that it serialises.
-    The reranker is built in :meth:`warm_up` (which :meth:`run` calls itself when needed), never in
-    ``__init__``.
+    ``model``, ...) so that it serialises. The reranker is built in :meth:`warm_up` (which
+    :meth:`run` calls itself when needed), never in ``__init__``.
 
     Output documents are copies: ``score`` is the relevance score in ``[0, 1]`` and
     ``meta[RAW_SCORE_KEY]`` (``"rerank_raw_score"``) the backend's native score.
@@ -113,221 +160,219 @@ class RerankRanker(RankerLifecycle):
         model_kwargs: Mapping[str, Any] | None = None,
         tokenizer_kwargs: Mapping[str, Any] | None = None,
         token: Secret | None = None,
-        backend_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         """Configure the ranker (no model loading or network work happens here).
 
-        The parameters shared with Haystack's own rankers (``SentenceTransformersSimilarityRanker``,
-        ``JinaRanker``, ``CohereRanker``) mean exactly what they mean there; docs/haystack.md has
-        the table first-party -> ours and docs/migrating.md the switch.
+        docs/haystack.md describes every parameter (with the table first-party -> ours;
+        docs/migrating.md the switch): those shared with Haystack's own rankers (``top_k``,
+        ``meta_fields_to_embed``, ``embedding_separator``, the prefixes and suffixes,
+        ``scale_score``, ``model_kwargs``, ``tokenizer_kwargs``, ``token``) mean what they mean
+        there, the rerank options what they mean in the LangChain and LlamaIndex adapters.
 
         :param reranker: a :class:`Reranker`, or a ``to_config()`` dict of one (built in
-            ``warm_up``).
-            Mutually exclusive with the backend settings below.
-        :param backend: ``"local"`` (the default when no ``reranker`` is given), ``"remote"`` or a
-            ``"package.module:Class"`` path.
-        :param model: model id / path (local) or API model name (remote).
-        :param base_url: remote API base URL (remote backend only); a full endpoint ending in
-            ``/rerank`` (as ``JinaRanker`` takes it) is accepted as well.
-        :param api_format: remote API dialect, e.g. ``"contextual"``, ``"jina"``, ``"cohere"``
-            (remote backend only).
-        :param api_key: a Haystack ``Secret`` (e.g. ``Secret.from_env_var("CONTEXTUAL_API_KEY")``),
-            resolved in ``warm_up`` and passed to the remote backend; serialised as the env var
-            name, never the value. ``None`` (default) leaves the key to the remote backend's own
-            policy: the format's env var for its public host, no key for a custom ``base_url``.
-        :param device: ``ComponentDevice`` for the local backend (passed as a torch device string).
-        :param reranker_kwargs: further JSON-serialisable constructor arguments of the
-            backend's Reranker (the same name as in the LangChain and LlamaIndex adapters).
-        :param top_k: keep at most this many documents (``None``: all). ``0`` is rejected.
-        :param score_threshold: keep documents with ``score >= score_threshold`` (``0.0`` is real),
-            compared with the score as returned (scaled or not, see ``scale_score``).
-        :param instruction: the reranker instruction, e.g. ``"prefer the most recent source"``.
-        :param instruction_fn: ``query -> instruction | None``, used when no per-call
-            instruction is given.
-        :param meta_fields_to_embed: as in Haystack's rankers: these ``meta`` values are joined
-            with the content by ``embedding_separator`` into the text a plain model scores
-            (``None``: nothing). A reranker with a metadata slot (ctxl-v2, the Contextual API)
-            receives these fields in that slot instead (as ``key: value`` lines), never in the text.
-        :param embedding_separator: joins the embedded meta values and the content (``"\n"``).
-        :param query_prefix: / :param query_suffix: added around the query (Haystack's meaning).
-        :param document_prefix: / :param document_suffix: added around each document text.
-        :param scale_score: ``True`` (default): ``Document.score`` is the relevance in ``[0, 1]``
-            (the sigmoid of a cross-encoder's logit, as Haystack's ranker); ``False``: the
-            backend's raw score (the logit).
-        :param metadata_keys: opt in to sending these ``meta`` fields through the reranker's
-            metadata argument (to any reranker that accepts metadata; the backend folds them
-            into the text when it has no slot).
-        :param metadata_formatter: ``meta -> str`` replacing the default formatter.
-        :param send_metadata: ``None`` (default): the metadata argument is used for a reranker
-            with a metadata slot, or when ``metadata_keys`` is given; ``True`` always (every field
-            unless selected); ``False`` never.
-        :param model_kwargs: Haystack's ``model_kwargs``, mapped onto the local backend
-            (``torch_dtype``/``dtype``, ``attn_implementation``, ``revision``); other keys raise
-            ``RerankInputError``.
-        :param tokenizer_kwargs: Haystack's ``tokenizer_kwargs`` (``model_max_length`` /
-            ``max_length`` -> ``max_length``); other keys raise ``RerankInputError``.
-        :param token: a Haystack ``Secret`` with a Hugging Face token; the local backend downloads
-            through ``huggingface_hub``, which reads ``HF_TOKEN``: a token that differs from it
-            raises ``RerankInputError`` in ``warm_up`` (set ``HF_TOKEN`` instead).
-        :param backend_kwargs: deprecated name of ``reranker_kwargs`` (a DeprecationWarning).
+            ``warm_up``); mutually exclusive with the backend settings.
+        :param backend: ``"local"`` (the default when no ``reranker`` is given), ``"remote"`` or
+            a ``"package.module:Class"`` path (imported in ``warm_up``).
+        :param api_key: a Haystack ``Secret``, remote only, resolved in ``warm_up``; serialised
+            as the env var's name, never the value. ``None`` leaves the key to the remote
+            backend (the format's env var for its public host, no key for a custom ``base_url``).
+        :param device: a ``ComponentDevice``, local only.
+        :param score_threshold: compared with the score as returned (scaled or not).
+        :param meta_fields_to_embed: these ``meta`` values are joined with the content into the
+            text a plain model scores; a reranker with a metadata slot gets them in the slot.
+        :param metadata_keys: an ordered list (a set is a ``RerankTypeError``): opt in to
+            sending these fields through the reranker's metadata argument.
+        :param model_kwargs: / :param tokenizer_kwargs: mapped onto the local backend's
+            arguments; other keys raise ``RerankInputError``.
+        :param token: a Hugging Face token ``Secret``; it must equal ``HF_TOKEN`` (which the hub
+            client reads), else ``warm_up`` raises ``RerankInputError``.
         """
-        if backend_kwargs is not None:
-            warnings.warn(
-                "RerankRanker(backend_kwargs=...) is deprecated: use reranker_kwargs=...",
-                DeprecationWarning,
-                stacklevel=2,
-            )
-            if reranker_kwargs is not None:
-                raise RerankInputError(
-                    "backend_kwargs", "is the deprecated name of reranker_kwargs: give one"
-                )
-            reranker_kwargs = backend_kwargs
         fields_to_embed = optional_str_sequence("meta_fields_to_embed", meta_fields_to_embed)
-        selected = optional_str_sequence("metadata_keys", metadata_keys)
-        text_value("embedding_separator", embedding_separator)
-        for name, value in (
+        selected = validate_metadata_keys(metadata_keys)
+        for name, text in (
+            ("embedding_separator", embedding_separator),
             ("query_prefix", query_prefix),
             ("query_suffix", query_suffix),
             ("document_prefix", document_prefix),
             ("document_suffix", document_suffix),
         ):
-            text_value(name, value)
+            text_value(name, text)
         bool_value("scale_score", scale_score)
-        if api_key is not None and not isinstance(api_key, Secret):
-            raise RerankTypeError(
-                "api_key", "must be a haystack.utils.Secret (e.g. Secret.from_env_var(...))"
-            )
-        if token is not None and not isinstance(token, Secret):
-            raise RerankTypeError("token", "must be a haystack.utils.Secret or None")
-        if device is not None and not isinstance(device, ComponentDevice):
-            raise RerankTypeError("device", "must be a haystack.utils.ComponentDevice or None")
-        effective_backend = backend if backend is not None or reranker is not None else "local"
-        if device is not None and effective_backend not in (None, "local"):
-            raise RerankInputError("device", "is only used by the local backend")
-        if api_key is not None and effective_backend not in (None, "remote"):
-            raise RerankInputError("api_key", "is only used by the remote backend")
-        for kw_name, kw_value in (
-            ("model_kwargs", model_kwargs),
-            ("tokenizer_kwargs", tokenizer_kwargs),
+        for name, value, kind in (
+            ("api_key", api_key, Secret),
+            ("token", token, Secret),
+            ("device", device, ComponentDevice),
         ):
-            if kw_value is not None and effective_backend not in (None, "local"):
-                raise RerankInputError(kw_name, "is only used by the local backend")
-        optional_mapping("reranker_kwargs", reranker_kwargs)
-        if reranker_kwargs is not None:
-            check_reranker_settings(reranker_kwargs, field="reranker_kwargs")
-        local_settings = local_kwargs(model_kwargs, tokenizer_kwargs)
+            if value is not None and not isinstance(value, kind):
+                raise RerankTypeError(name, f"must be a haystack.utils.{kind.__name__} or None")
+        effective_backend = backend if backend is not None or reranker is not None else "local"
+        for name, setting, only in (
+            ("device", device, "local"),
+            ("api_key", api_key, "remote"),
+            ("model_kwargs", model_kwargs, "local"),
+            ("tokenizer_kwargs", tokenizer_kwargs, "local"),
+        ):
+            if setting is not None and effective_backend not in (None, only):
+                raise RerankInputError(name, f"is only used by the {only} backend")
+        if (given_kwargs := optional_mapping("reranker_kwargs", reranker_kwargs)) is not None:
+            check_reranker_settings(given_kwargs, field="reranker_kwargs")
+        local_kwargs(model_kwargs, tokenizer_kwargs)  # validate the keys now
         if backend is not None:
-            check_backend_shape(str_value("backend", backend))
+            backend_path(str_value("backend", backend))  # imported in warm_up, after the allowlist
+        plain = {
+            "backend": backend, "model": model, "base_url": base_url, "api_format": api_format,
+            "device": device, "reranker_kwargs": reranker_kwargs, "api_key": api_key,
+            "model_kwargs": model_kwargs, "tokenizer_kwargs": tokenizer_kwargs,
+        }  # fmt: skip
+        source = reranker_source(reranker, plain)
+        if isinstance(source, dict):
+            check_reranker_settings(source, field="reranker")
 
+        self.reranker = source  # a Reranker (the caller's: never closed here) or a config dict
         self.backend = effective_backend
         self.model = model
         self.base_url = base_url
         self.api_format = api_format
         self.api_key = api_key
         self.device = device
-        self.reranker_kwargs = dict(reranker_kwargs) if reranker_kwargs is not None else None
+        self.reranker_kwargs = None if reranker_kwargs is None else dict(reranker_kwargs)
         self.top_k = top_k
         self.score_threshold = score_threshold
         self.instruction = instruction
         self.instruction_fn = instruction_fn
-        self.meta_fields_to_embed = list(fields_to_embed) if fields_to_embed is not None else None
+        self.meta_fields_to_embed = None if fields_to_embed is None else list(fields_to_embed)
         self.embedding_separator = embedding_separator
         self.query_prefix = query_prefix
         self.query_suffix = query_suffix
         self.document_prefix = document_prefix
         self.document_suffix = document_suffix
         self.scale_score = scale_score
-        self.metadata_keys = list(selected) if selected is not None else None
+        self.metadata_keys = None if selected is None else list(selected)
         self.metadata_formatter = metadata_formatter
         self.send_metadata = send_metadata
-        self.model_kwargs = dict(model_kwargs) if model_kwargs is not None else None
-        self.tokenizer_kwargs = dict(tokenizer_kwargs) if tokenizer_kwargs is not None else None
+        self.model_kwargs = None if model_kwargs is None else dict(model_kwargs)
+        self.tokenizer_kwargs = None if tokenizer_kwargs is None else dict(tokenizer_kwargs)
         self.token = token
-        self._local_kwargs = local_settings
-        self._options()  # validate now: a bad top_k/threshold/... fails at construction
-
-        self._given: Reranker | None = None  # the caller's reranker: never closed here
-        self._config: dict[str, Any] | None = None  # a to_config() dict: built in warm_up
         self._holder: LazyReranker | None = None  # the same lazy holder as the other adapters
         self._key_dropped = False
-        plain = {
-            "backend": backend,
-            "model": model,
-            "base_url": base_url,
-            "api_format": api_format,
-            "device": device,
-            "reranker_kwargs": reranker_kwargs,
-            "api_key": api_key,
-            "model_kwargs": model_kwargs,
-            "tokenizer_kwargs": tokenizer_kwargs,
-        }
-        if reranker is not None:
-            given = sorted(k for k, v in plain.items() if v is not None)
-            if given:
-                raise RerankInputError(
-                    "reranker", f"pass either a Reranker or plain settings, not both (got {given})"
-                )
-            if isinstance(reranker, Reranker):
-                self._given = reranker
-            elif isinstance(reranker, Mapping) and isinstance(reranker.get("backend"), str):
-                check_reranker_settings(reranker, field="reranker")
-                self._config = dict(reranker)
-            else:
-                raise RerankTypeError(
-                    "reranker", "must be a Reranker, a Reranker.to_config() dict, or None"
-                )
+        self._options()  # validate now: a bad top_k/threshold/... fails at construction
 
-    def _options(self, *, metadata_keys: Sequence[str] | None = None) -> RerankOptions:
-        """The rerank options, read from the public attributes on every call.
+    def _options(self) -> RerankOptions:
+        """The rerank options, read from the attributes on every call (so a reassigned
+        attribute, ``ranker.top_k = 3``, is never shadowed by a cached value)."""
+        return RerankOptions.from_object(self, top_n=validate_top_n(self.top_k, field="top_k"))
 
-        So a reassigned attribute (``ranker.top_k = 3``) is never shadowed by a cached value.
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def _settings(self) -> dict[str, Any]:
+        """Constructor settings for the backend (``None`` values are dropped when building)."""
+        settings = {name: getattr(self, name) for name in ("model", "base_url", "api_format")}
+        if self.device is not None:
+            settings["device"] = self.device.to_torch_str()
+        if self.backend == "remote" and self.api_key is not None:
+            settings["api_key"] = self.api_key.resolve_value()
+        if self.backend == "local":
+            settings.update(local_kwargs(self.model_kwargs, self.tokenizer_kwargs))
+            _check_token(self.token)
+        settings.update(self.reranker_kwargs or {})
+        return settings
+
+    def _lazy(self) -> LazyReranker:
+        """The lazy holder for the current source; a reassigned setting gets a new holder
+        (:func:`~rerank_integrations._adapters.holder.refresh_holder`, as in the other
+        adapters: the replaced one is closed once idle)."""
+        if self._key_dropped and self.api_key is None:
+            raise RerankInputError(
+                "api_key",
+                "a Secret.from_token key is never pickled: give api_key again "
+                "(use Secret.from_env_var(...) for a component you pickle or save)",
+            )
+        settings = {"backend": self.backend, **self._settings()}
+        self._holder = refresh_holder(self._holder, self, self.reranker, settings)
+        return self._holder
+
+    def warm_up(self) -> None:
+        """Build the reranker (model load / HTTP client). Idempotent; :meth:`run` calls it.
+
+        If a backend setting (``model``, ``base_url``, ...) was reassigned since the last
+        warm-up, a new reranker is built from the new settings (the old one is closed once no
+        run uses it). A custom ``module:Class`` backend that cannot be imported raises
+        ``RerankInputError`` naming ``backend`` here, before anything is built.
         """
-        return RerankOptions(
-            top_n=validate_top_n(self.top_k, field="top_k"),
-            score_threshold=self.score_threshold,
-            instruction=self.instruction,
-            instruction_fn=self.instruction_fn,
-            metadata_keys=metadata_keys if metadata_keys is not None else self.metadata_keys,
-            metadata_formatter=self.metadata_formatter,
-            send_metadata=self.send_metadata,
+        holder = self._lazy()
+        if not holder.built and self.backend is not None and backend_path(self.backend):
+            load_backend(self.backend)
+        logger.debug("RerankRanker uses a reranker for model %s", holder.get().model_name)
+
+    async def warm_up_async(self) -> None:
+        """Async :meth:`warm_up`: the build (a model load can take seconds) runs in a worker
+        thread, so the event loop keeps serving other tasks."""
+        await asyncio.to_thread(self.warm_up)
+
+    def close(self) -> None:
+        """Close a reranker this component built; a later run builds a fresh one.
+
+        A :class:`Reranker` passed to the constructor belongs to the caller and is left open.
+        """
+        if self._holder is not None:
+            self._holder.close()
+
+    async def close_async(self) -> None:
+        """Async :meth:`close` (uses the reranker's ``aclose``)."""
+        if self._holder is not None:
+            await self._holder.aclose()
+
+    # -- serialisation, pickling, copying -----------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialise to Haystack's ``{"type", "init_parameters"}`` dict; never contains a secret
+        (``api_key``/``token`` as env var names; Haystack refuses a token secret)."""
+        params = {name: getattr(self, name) for name in _INIT_PARAMETERS}
+        given = self.reranker
+        params["reranker"] = (
+            given.to_config() if isinstance(given, Reranker) else given and {**given}
         )
+        for name in ("instruction_fn", "metadata_formatter"):
+            params[name] = serialize_callable(params[name]) if params[name] else None
+        return default_to_dict(self, **params)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """Rebuild from :meth:`to_dict` output (``data`` is not modified).
+
+        Callables and custom ``module:Class`` backends are resolved through Haystack's
+        deserialization allowlist (see docs/haystack.md).
+        """
+        params = dict(data.get("init_parameters", {}))
+        deserialize_secrets_inplace(params, keys=["api_key", "token"])
+        for name in ("instruction_fn", "metadata_formatter"):
+            if isinstance(params.get(name), str):
+                params[name] = deserialize_callable(params[name])
+        config = params.get("reranker")
+        if isinstance(config, Mapping):
+            _check_allowlisted(config.get("backend"), "reranker['backend']")
+        _check_allowlisted(params.get("backend"), "backend")
+        return default_from_dict(cls, {**data, "init_parameters": params})
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Settings only: the built reranker is never pickled (rebuilt on first use), a passed
+        reranker travels as its ``to_config()``, and a ``Secret.from_token`` key is dropped."""
+        key = self.api_key
+        drop = isinstance(key, Secret) and key.type != SecretType.ENV_VAR
+        return portable_state(self.__dict__, drop_key=drop)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
+        """A copy with its own reranker (rebuilt from the settings on first use)."""
+        new = type(self).__new__(type(self))
+        new.__setstate__(copy.deepcopy(portable_state(self.__dict__, drop_key=False), memo))
+        return new
 
     # -- running ---------------------------------------------------------------------------
 
-    def _prepared(
-        self, docs: list[Document], reranker: Reranker
-    ) -> tuple[list[str], list[dict[str, Any]] | None, RerankOptions]:
-        """The texts, metadata mappings and options of one call (docs/haystack.md's table).
-
-        A plain model scores Haystack's own text: ``document_prefix +
-        embedding_separator.join([*meta values of meta_fields_to_embed, content]) +
-        document_suffix``. When the metadata argument is used (a reranker with a metadata slot,
-        or ``metadata_keys`` / ``send_metadata=True``) the fields go there instead and the text is
-        ``document_prefix + content + document_suffix``.
-        """
-        keys = self.metadata_keys if self.metadata_keys is not None else self.meta_fields_to_embed
-        options = self._options(metadata_keys=keys)
-        # only metadata_keys is an opt-in to the metadata argument; meta_fields_to_embed is text
-        channel = metadata_enabled(self._options(), reranker)
-        if channel and keys is None and self.send_metadata is not True:
-            channel = False  # Haystack's meta_fields_to_embed=None: no metadata at all
-        fields = () if channel else (self.meta_fields_to_embed or ())
-        texts = [
-            document_text(
-                d.content,
-                d.meta,
-                fields,
-                self.embedding_separator,
-                self.document_prefix,
-                self.document_suffix,
-            )
-            for d in docs
-        ]
-        if channel:
-            return texts, [d.meta for d in docs], options
-        return texts, None, replace(options, send_metadata=False)
-
-    def _unique_documents(
+    def _begin(
         self,
         query: str,
         documents: list[Document],
@@ -335,35 +380,62 @@ class RerankRanker(RankerLifecycle):
         instruction: str | None,
         score_threshold: float | None,
         scale_score: bool | None,
-    ) -> list[Document]:
-        """Validate the call (before any model or network work) and drop duplicate ids."""
+    ) -> _Call:
+        """Validate the call (before any model or network work), drop duplicate ids and settle
+        the selection: threshold then ``top_k``, on the score as returned (scaled or raw)."""
+        options = self._options()
         validate_query(query)
         documents = sequence_of("documents", documents, Document, "haystack Document")
-        validate_top_n(top_k, field="top_k")
-        validate_score_threshold(score_threshold)
         validate_instruction(instruction)
         if scale_score is not None:
             bool_value("scale_score", scale_score)
-        return dedupe_best(documents, key=lambda d: d.id, score=lambda d: d.score)
+        return _Call(
+            docs=dedupe_best(documents, key=lambda d: d.id, score=lambda d: d.score),
+            query=self.query_prefix + query + self.query_suffix,
+            limit=resolve_top_n(options, validate_top_n(top_k, field="top_k")),
+            threshold=resolve_score_threshold(options, score_threshold),
+            scale=self.scale_score if scale_score is None else scale_score,
+        )
 
-    def _select(
-        self,
-        docs: list[Document],
-        results: list[RerankResult],
-        options: RerankOptions,
-        top_k: int | None,
-        score_threshold: float | None,
-        scale: bool,
-    ) -> list[Document]:
-        """Threshold then ``top_k``, on the score as returned (scaled or raw)."""
-        threshold = options.score_threshold if score_threshold is None else score_threshold
-        limit = options.top_n if top_k is None else top_k
-        return [
-            dataclasses.replace(
-                docs[r.index], score=score, meta={**docs[r.index].meta, RAW_SCORE_KEY: r.raw_score}
-            )
-            for r, score in select_scored(results, scale=scale, threshold=threshold, limit=limit)
-        ]
+    def _inputs(
+        self, call: _Call, reranker: Reranker
+    ) -> tuple[str, list[str], list[dict[str, Any]] | None, RerankOptions]:
+        """The query, texts, metadata mappings and options of the backend call
+        (docs/haystack.md's table).
+
+        A plain model scores Haystack's own text: ``document_prefix +
+        embedding_separator.join([*meta values of meta_fields_to_embed, content]) +
+        document_suffix``. When the metadata argument is used (a reranker with a metadata slot,
+        or ``metadata_keys`` / ``send_metadata=True``) the fields go there instead and the text is
+        ``document_prefix + content + document_suffix``.
+        """
+        options = self._options()
+        keys = self.metadata_keys if self.metadata_keys is not None else self.meta_fields_to_embed
+        # only metadata_keys is an opt-in to the metadata argument; meta_fields_to_embed is text
+        channel = metadata_enabled(options, reranker)
+        if channel and keys is None and self.send_metadata is not True:
+            channel = False  # Haystack's meta_fields_to_embed=None: no metadata at all
+        fields = () if channel else (self.meta_fields_to_embed or ())
+        affixes = (self.embedding_separator, self.document_prefix, self.document_suffix)
+        texts = [document_text(d.content, d.meta, fields, *affixes) for d in call.docs]
+        metas = [d.meta for d in call.docs] if channel else None
+        # the backend is asked for top_k as a hint only when selecting on the relevance without
+        # a threshold; otherwise for every result (_outputs selects on the returned score)
+        hint = call.limit if call.scale and call.threshold is None else None
+        send = options.send_metadata if channel else False
+        options = replace(
+            options, top_n=hint, score_threshold=None, metadata_keys=keys, send_metadata=send
+        )
+        return call.query, texts, metas, options
+
+    @staticmethod
+    def _outputs(call: _Call, results: list[RerankResult]) -> dict[str, list[Document]]:
+        """Copies of the selected documents with ``score`` set and the raw score in ``meta``."""
+        out = []
+        for r, score in select_scored(results, call.scale, call.threshold, call.limit):
+            doc = call.docs[r.index]
+            out.append(replace(doc, score=score, meta={**doc.meta, RAW_SCORE_KEY: r.raw_score}))
+        return {"documents": out}
 
     @component.output_types(documents=list[Document])
     def run(
@@ -387,21 +459,13 @@ class RerankRanker(RankerLifecycle):
         :param scale_score: overrides the configured ``scale_score`` when not ``None``.
         :returns: ``{"documents": [...]}`` — copies with ``score`` set and the raw score in meta.
         """
-        self._options()
-        docs = self._unique_documents(
-            query, documents, top_k, instruction, score_threshold, scale_score
-        )
-        if not docs:
+        call = self._begin(query, documents, top_k, instruction, score_threshold, scale_score)
+        if not call.docs:
             return {"documents": []}
         self.warm_up()
-        scale = self.scale_score if scale_score is None else scale_score
         with self._lazy().using() as reranker:
-            texts, metas, options = self._prepared(docs, reranker)
-            results = rerank_texts(
-                reranker, self.query_prefix + query + self.query_suffix, texts, metas,
-                backend_options(options, top_k, score_threshold, scale), instruction=instruction,
-            )  # fmt: skip
-        return {"documents": self._select(docs, results, options, top_k, score_threshold, scale)}
+            results = rerank_texts(reranker, *self._inputs(call, reranker), instruction=instruction)
+        return self._outputs(call, results)
 
     @component.output_types(documents=list[Document])
     async def run_async(
@@ -415,18 +479,15 @@ class RerankRanker(RankerLifecycle):
     ) -> dict[str, list[Document]]:
         """Async :meth:`run`: same parameters, same result; uses the reranker's ``arerank``
         (a model load runs in a worker thread, never on the event loop)."""
-        self._options()
-        docs = self._unique_documents(
-            query, documents, top_k, instruction, score_threshold, scale_score
-        )
-        if not docs:
+        call = self._begin(query, documents, top_k, instruction, score_threshold, scale_score)
+        if not call.docs:
             return {"documents": []}
         await self.warm_up_async()
-        scale = self.scale_score if scale_score is None else scale_score
         async with self._lazy().ausing() as reranker:
-            texts, metas, options = self._prepared(docs, reranker)
-            results = await arerank_texts(
-                reranker, self.query_prefix + query + self.query_suffix, texts, metas,
-                backend_options(options, top_k, score_threshold, scale), instruction=instruction,
-            )  # fmt: skip
-        return {"documents": self._select(docs, results, options, top_k, score_threshold, scale)}
+            args = self._inputs(call, reranker)
+            results = await arerank_texts(reranker, *args, instruction=instruction)
+        return self._outputs(call, results)
+
+
+_INIT_PARAMETERS = [name for name in inspect.signature(RerankRanker.__init__).parameters][1:]
+"""What :meth:`RerankRanker.to_dict` writes: every ``__init__`` parameter, from its attribute."""

@@ -5,64 +5,32 @@ Drop-in::
     from rerank_integrations.llama_index import RerankPostprocessor
     engine = index.as_query_engine(node_postprocessors=[RerankPostprocessor(model="...", top_n=3)])
 
-The rerank rules (instruction precedence, metadata rendering, top-n/threshold, ``top_n=0``
-rejected) are :mod:`rerank_integrations.adapter_support`'s. LlamaIndex specifics decided here:
+The rerank rules are :mod:`rerank_integrations._adapters.calls`'s and the settings, lazy
+reranker, safe errors and pickling :class:`~rerank_integrations._adapters.pydantic_model.
+PydanticAdapter`'s. LlamaIndex specifics (docs/llamaindex.md has the details and the table
+first-party -> ours, docs/migrating.md the switch):
 
-- **Defaults follow LlamaIndex's rerankers** (``SentenceTransformerRerank``, ``JinaRerank``,
-  ``CohereRerank``): ``top_n=2`` (``None`` keeps every node), and the text a plain model scores
-  is ``node.get_content(metadata_mode=MetadataMode.EMBED)`` byte for byte (the node's own
-  metadata template, ``excluded_embed_metadata_keys`` honoured). The table first-party -> ours
-  is in docs/llamaindex.md; switching is docs/migrating.md.
-- **Text vs metadata (never both).** ``metadata_mode`` (default ``EMBED``) chooses WHICH metadata
-  of a node is visible: ``EMBED`` drops the node's ``excluded_embed_metadata_keys``, ``LLM`` its
-  ``excluded_llm_metadata_keys``, ``ALL`` nothing, ``NONE`` everything. Whether it goes to the
-  reranker's metadata field is :func:`~rerank_integrations.adapter_support.metadata_enabled`:
-
-  - metadata field used (by default only for a reranker with a metadata slot — ctxl-v2
-    locally, the Contextual API —, or opted in with ``metadata_keys`` / ``send_metadata=True``):
-    text = ``node.get_content(metadata_mode=MetadataMode.NONE)``, the visible metadata goes
-    through the field (rendered by ``format_metadata`` / ``metadata_formatter``, filtered by
-    ``metadata_keys``; the node's exclusion lists always apply);
-  - otherwise (every plain model by default, ``send_metadata=False``): text =
-    ``node.get_content(metadata_mode=metadata_mode)`` and no metadata field.
-
-- **Per-call instruction.** The query engine calls ``postprocess_nodes(nodes, query_bundle)``
-  with no room for extra arguments, so a per-call instruction is set for a block of code::
-
-      with reranker.instruction_override("prefer the most recent source"):
-          engine.query("...")          # or: await engine.aquery("...")
-
-  It is held in a :class:`contextvars.ContextVar` (per postprocessor instance, per thread/task,
-  so concurrent queries do not see each other's value) and takes the "per-call" place in the
-  precedence: override (not ``None``) > ``instruction_fn(query_str)`` > ``instruction``.
-  ``instruction_override("")`` switches a configured instruction off inside the block.
-- **Returned nodes** are new ``NodeWithScore(node=copy, score=relevance_score)``; ``copy`` is a
-  shallow ``model_copy`` of the node (same ``node_id``) whose metadata gains
-  ``"rerank_raw_score"`` (the backend's native score), also added to the copy's
-  ``excluded_embed_metadata_keys``/``excluded_llm_metadata_keys`` so it never leaks into an LLM
-  prompt or embedding. Input nodes and ``NodeWithScore`` objects are never modified.
-- **Events**: ``ReRankStartEvent(query, nodes, top_n, model_name)`` and ``ReRankEndEvent(nodes)``
-  go through the instrumentation dispatcher, and a ``CBEventType.RERANKING`` event through the
-  callback manager (payload: nodes, model name, query string, top_k). ``top_n`` in the start
-  event is the configured one, or the number of nodes when unset (the event requires an int).
-- Both ``_postprocess_nodes`` and ``_apostprocess_nodes`` run inside an instrumentation span.
-- A missing ``query_bundle`` raises ``ValueError``, a blank query or a non-``NodeWithScore`` in
-  ``nodes`` a typed error naming it, before any model work; empty nodes return ``[]`` with no
-  reranker call (nothing is built) but fire the start and end events, like first-party
-  rerankers fire their start event.
-- **Serialisation** (``to_dict``/``to_json``): settings, options and ``metadata_mode``;
-  ``api_key``, ``instruction_fn``, ``metadata_formatter`` and ``callback_manager`` are excluded;
-  a ``reranker`` object is written as its ``to_config()`` and rebuilt lazily after ``from_dict``.
-  Give the key again with ``RerankPostprocessor.from_dict(data, api_key=...)`` (or let the
-  backend read its environment variable). Loading imports a ``"module:Class"`` backend only from
-  this package or an allowed module, and never switches on ``trust_remote_code`` /
-  ``allow_pickle``. Pickle / ``deepcopy`` carry the settings only (never the key, never the built
-  model).
+- ``top_n=2`` as LlamaIndex's rerankers; a plain model scores
+  ``node.get_content(metadata_mode=MetadataMode.EMBED)`` byte for byte. ``metadata_mode`` chooses
+  which metadata is visible; when the metadata field is used (a reranker with a metadata slot,
+  or ``metadata_keys`` / ``send_metadata=True``) the text is ``get_content(NONE)`` and the
+  visible metadata goes through the field instead (never both).
+- A per-call instruction is set for a block, ``with pp.instruction_override("..."):`` (a
+  :class:`contextvars.ContextVar`: per instance, per thread/task), since the query engine's
+  ``postprocess_nodes(nodes, query_bundle)`` has no room for one.
+- Returned nodes are new ``NodeWithScore(node=copy, score=relevance_score)``; the copy's metadata
+  gains ``"rerank_raw_score"``, also added to its excluded embed/LLM keys. Inputs are never
+  modified.
+- ``ReRankStartEvent``/``ReRankEndEvent`` and a ``CBEventType.RERANKING`` event fire, inside an
+  instrumentation span, also for empty nodes (which build nothing). Bad input raises before any
+  model work (a missing ``query_bundle``: ``ValueError``).
+- ``to_dict``/``to_json`` leave out ``api_key``, ``instruction_fn``, ``metadata_formatter``,
+  ``callback_manager``: give the key with ``RerankPostprocessor.from_dict(data, api_key=...)``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from types import MappingProxyType
@@ -72,14 +40,7 @@ from rerank_integrations.extras import import_extra
 
 import_extra("llama_index.core", extra="llamaindex", feature="rerank_integrations.llama_index")
 
-from llama_index.core.bridge.pydantic import (  # noqa: E402
-    BaseModel,
-    ConfigDict,
-    Field,
-    PrivateAttr,
-    SecretStr,
-    field_serializer,
-)
+from llama_index.core.bridge.pydantic import Field, SecretStr  # noqa: E402
 from llama_index.core.callbacks import CBEventType, EventPayload  # noqa: E402
 from llama_index.core.instrumentation.events.rerank import (  # noqa: E402
     ReRankEndEvent,
@@ -89,18 +50,17 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor  # noqa: 
 from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore, QueryBundle  # noqa: E402
 from llama_index_instrumentation import get_dispatcher  # noqa: E402  (re-exported by core)
 
-from rerank_integrations.adapter_pydantic import SafePydanticAdapter  # noqa: E402
-from rerank_integrations.adapter_support import (  # noqa: E402
+from rerank_integrations._adapters.calls import (  # noqa: E402
     RAW_SCORE_KEY,
-    LazyReranker,
     RerankOptions,
     arerank_texts,
-    check_adapter_settings,
-    key_after_unpickle,
     metadata_enabled,
     pair_results,
-    refresh_from_fields,
     rerank_texts,
+)
+from rerank_integrations._adapters.pydantic_model import (  # noqa: E402
+    ADAPTER_CONFIG,
+    PydanticAdapter,
 )
 from rerank_integrations.base import Reranker  # noqa: E402
 from rerank_integrations.results import RerankResult  # noqa: E402
@@ -134,74 +94,26 @@ def _visible_metadata(node: BaseNode, mode: MetadataMode) -> dict[str, Any]:
     return {k: v for k, v in node.metadata.items() if k not in excluded}
 
 
-class RerankPostprocessor(SafePydanticAdapter, BaseNodePostprocessor):
+class RerankPostprocessor(PydanticAdapter, BaseNodePostprocessor):
     """Rerank retrieved nodes with any :class:`~rerank_integrations.base.Reranker`.
 
-    Give either ``reranker`` or plain settings (``backend`` — ``"local"`` by default,
-    ``"remote"`` or ``"module:Class"`` —, ``model``, ``base_url``, ``api_key``, ``api_format``,
-    ``model_format``, ``device``, other constructor arguments in ``reranker_kwargs``); the
-    backend is built on first use. Both raises ``ValueError``. ``top_n`` defaults to 2 (as
-    LlamaIndex's rerankers; ``None`` keeps all). ``keep_retrieval_score=True`` keeps each node's
-    incoming score in the copy's ``metadata["retrieval_score"]`` (as ``SentenceTransformerRerank``).
+    The settings are :class:`~rerank_integrations._adapters.pydantic_model.PydanticAdapter`'s
+    (a ``reranker``, or ``backend``/``model``/... built on first use; both raise
+    ``ValueError``). ``top_n`` defaults to 2 (as LlamaIndex's rerankers; ``None`` keeps all).
+    ``keep_retrieval_score=True`` keeps each node's incoming score in the copy's
+    ``metadata["retrieval_score"]`` (as ``SentenceTransformerRerank``).
     """
 
-    model_config = ConfigDict(
-        arbitrary_types_allowed=True, extra="forbid", validate_assignment=True
-    )
+    model_config = ADAPTER_CONFIG
 
-    reranker: Reranker | dict[str, Any] | None = None
-    backend: str | None = None
-    model: str | None = None
-    base_url: str | None = None
     api_key: SecretStr | None = Field(default=None, exclude=True)
-    api_format: str | None = None
-    model_format: str | None = None
-    device: str | None = None
-    reranker_kwargs: dict[str, Any] = Field(default_factory=dict)
-
     top_n: int | None = Field(default=2, strict=True)
-    score_threshold: float | None = None
-    instruction: str | None = None
-    instruction_fn: Callable[[str], str | None] | None = Field(default=None, exclude=True)
-    metadata_keys: list[str] | None = None
-    metadata_formatter: Callable[[Mapping[str, Any]], str] | None = Field(
-        default=None, exclude=True
-    )
-    send_metadata: bool | None = None
     metadata_mode: MetadataMode = MetadataMode.EMBED
     keep_retrieval_score: bool = False
-
-    _holder: LazyReranker | None = PrivateAttr(default=None)
-    _key_dropped: bool = PrivateAttr(default=False)
-
-    @field_serializer("reranker")
-    def _reranker_to_config(self, value: Reranker | dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is None:
-            return None
-        return dict(value) if isinstance(value, dict) else value.to_config()
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        BaseModel.__setstate__(self, state)
-
-    def model_post_init(self, context: Any, /) -> None:
-        # again after validation: model_validate / model_validate_json bypass __init__
-        check_adapter_settings({name: getattr(self, name) for name in type(self).model_fields})
-        RerankOptions.from_object(self)  # validate the options now
-        self._lazy()  # validate reranker XOR settings now (builds nothing)
 
     @classmethod
     def class_name(cls) -> str:
         return "RerankPostprocessor"
-
-    # --- reranker and per-call instruction ----------------------------------------------
-
-    def _lazy(self) -> LazyReranker:
-        if self.api_key is not None:
-            key: str | None = self.api_key.get_secret_value()
-        else:
-            key = key_after_unpickle(self.base_url) if self._key_dropped else None
-        self._holder = refresh_from_fields(self._holder, self, api_key=key)
-        return self._holder
 
     def _model_name(self) -> str:
         """The model name for events, without building anything."""
@@ -213,10 +125,6 @@ class RerankPostprocessor(SafePydanticAdapter, BaseNodePostprocessor):
         if isinstance(self.reranker, dict):
             return str(self.reranker.get("model") or "")
         return self.model or ""
-
-    def get_reranker(self) -> Reranker:
-        """The reranker in use (built from the settings on first use)."""
-        return self._lazy().get()
 
     @contextmanager
     def instruction_override(self, instruction: str | None) -> Iterator[RerankPostprocessor]:
@@ -260,42 +168,41 @@ class RerankPostprocessor(SafePydanticAdapter, BaseNodePostprocessor):
 
     def _check(
         self, nodes: object, query_bundle: QueryBundle | None
-    ) -> tuple[list[NodeWithScore], str, RerankOptions]:
+    ) -> tuple[list[NodeWithScore], str, QueryBundle, RerankOptions]:
         """Validate the call before any model work (typed errors naming the field)."""
         if query_bundle is None:
             raise ValueError("RerankPostprocessor needs a query bundle (query_bundle=None)")
         query = validate_query(query_bundle.query_str)
         checked = sequence_of("nodes", nodes, NodeWithScore, "NodeWithScore")
-        return checked, query, RerankOptions.from_object(self)
+        return checked, query, query_bundle, RerankOptions.from_object(self)
 
     def _start_event(
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle, options: RerankOptions
-    ) -> tuple[str, dict[Any, Any]]:
+    ) -> dict[Any, Any]:
+        """Fire the start event (and the end event for no nodes); the callback payload."""
         model_name = self._model_name()
         top_n = len(nodes) if options.top_n is None else options.top_n
         dispatcher.event(
             ReRankStartEvent(query=query_bundle, nodes=nodes, top_n=top_n, model_name=model_name)
         )
-        payload = {
+        if not nodes:
+            dispatcher.event(ReRankEndEvent(nodes=[]))
+        return {
             EventPayload.NODES: nodes,
             EventPayload.MODEL_NAME: model_name,
             EventPayload.QUERY_STR: query_bundle.query_str,
             EventPayload.TOP_K: top_n,
         }
-        return model_name, payload
 
     def _postprocess_nodes(
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
     ) -> list[NodeWithScore]:
-        checked, query, options = self._check(nodes, query_bundle)
-        assert query_bundle is not None
+        checked, query, bundle, options = self._check(nodes, query_bundle)
         if not checked:
-            self._start_event(checked, query_bundle, options)
-            dispatcher.event(ReRankEndEvent(nodes=[]))
+            self._start_event(checked, bundle, options)
             return []
-        holder = self._lazy()
-        with holder.using() as reranker:
-            _, payload = self._start_event(checked, query_bundle, options)
+        with self._lazy().using() as reranker:
+            payload = self._start_event(checked, bundle, options)
             texts, metas = self._inputs(checked, reranker)
             with self.callback_manager.event(CBEventType.RERANKING, payload=payload) as event:
                 results = rerank_texts(
@@ -311,15 +218,12 @@ class RerankPostprocessor(SafePydanticAdapter, BaseNodePostprocessor):
     async def _apostprocess_nodes(
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
     ) -> list[NodeWithScore]:
-        checked, query, options = self._check(nodes, query_bundle)
-        assert query_bundle is not None
+        checked, query, bundle, options = self._check(nodes, query_bundle)
         if not checked:
-            self._start_event(checked, query_bundle, options)
-            dispatcher.event(ReRankEndEvent(nodes=[]))
+            self._start_event(checked, bundle, options)
             return []
-        holder = self._lazy()
-        async with holder.ausing() as reranker:  # a model load runs in a worker thread
-            _, payload = self._start_event(checked, query_bundle, options)
+        async with self._lazy().ausing() as reranker:  # a model load runs in a worker thread
+            payload = self._start_event(checked, bundle, options)
             texts, metas = self._inputs(checked, reranker)
             with self.callback_manager.event(CBEventType.RERANKING, payload=payload) as event:
                 results = await arerank_texts(
@@ -330,11 +234,6 @@ class RerankPostprocessor(SafePydanticAdapter, BaseNodePostprocessor):
                 event.on_end(payload={EventPayload.NODES: reranked})
         dispatcher.event(ReRankEndEvent(nodes=reranked))
         return reranked
-
-    def close(self) -> None:
-        """Close a reranker this postprocessor built from settings (a passed-in one is yours)."""
-        if self._holder is not None:
-            self._holder.close()
 
 
 def _with_key(keys: list[str]) -> list[str]:

@@ -25,6 +25,8 @@ CASES: list[tuple[str, object, type[Exception]]] = [
     ("instruction_fn", "not callable", RerankTypeError),
     ("metadata_keys", "date", RerankTypeError),
     ("metadata_keys", ["date", 3], RerankTypeError),
+    ("metadata_keys", {"date", "source"}, RerankTypeError),  # a set: random order on the wire
+    ("metadata_keys", frozenset({"date"}), RerankTypeError),
     ("metadata_formatter", 42, RerankTypeError),
     ("send_metadata", "yes", RerankTypeError),
     ("send_metadata", 1, RerankTypeError),
@@ -105,6 +107,8 @@ HAYSTACK_CASES: list[tuple[str, object, type[Exception]]] = [
     ("instruction_fn", "x", RerankTypeError),
     ("meta_fields_to_embed", "date", RerankTypeError),
     ("metadata_keys", ["a", None], RerankTypeError),
+    ("metadata_keys", {"a", "b"}, RerankTypeError),
+    ("metadata_keys", frozenset({"a"}), RerankTypeError),
     ("metadata_formatter", 1, RerankTypeError),
     ("send_metadata", "no", RerankTypeError),
     ("reranker_kwargs", [1, 2], RerankTypeError),
@@ -129,3 +133,26 @@ def test_haystack_ranker_at_construction(field: str, bad: object, exc: type[Exce
     assert type(info.value) is exc
     assert _field_of(info.value).startswith(field)
     assert fake.calls == []
+
+
+@pytest.mark.parametrize("keys", [{"source", "date"}, frozenset({"date"})], ids=["set", "frozen"])
+@pytest.mark.parametrize("adapter", ["langchain", "llama_index", "haystack"])
+def test_metadata_keys_as_a_set_is_refused_by_every_adapter(adapter: str, keys: object) -> None:
+    """One rule: an ordered sequence. A set's order (so the model input and the scores) would
+    change between runs, so it is a RerankTypeError naming the field, never converted."""
+    from rerank_integrations._adapters.calls import RerankOptions
+    from rerank_integrations.haystack import RerankRanker
+
+    cls = {**dict(_adapters()), "haystack": RerankRanker}[adapter]
+    fake = FakeReranker({})
+    with pytest.raises(RerankTypeError) as info:
+        cls(fake, metadata_keys=keys) if adapter == "haystack" else cls(
+            reranker=fake, metadata_keys=keys
+        )
+    assert info.value.field == "metadata_keys"
+    with pytest.raises(RerankTypeError):
+        RerankOptions(metadata_keys=keys)  # type: ignore[arg-type]
+    ordered = cls(fake, metadata_keys=("b", "a")) if adapter == "haystack" else cls(
+        reranker=fake, metadata_keys=("b", "a")
+    )
+    assert list(ordered.metadata_keys) == ["b", "a"]

@@ -14,8 +14,9 @@ from typing import Any, ClassVar
 
 import pytest
 
+from rerank_integrations._adapters.holder import LazyReranker
+from rerank_integrations._adapters.policy import ALLOWED_BACKENDS_ENV
 from rerank_integrations._testing import FakeReranker
-from rerank_integrations.adapter_support import ALLOWED_BACKENDS_ENV, LazyReranker
 
 LOAD_SECONDS = 0.6
 TICK = 0.005

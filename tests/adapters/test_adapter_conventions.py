@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from rerank_integrations._adapters.calls import RerankOptions, metadata_enabled
 from rerank_integrations._testing import FakeReranker
-from rerank_integrations.adapter_support import RerankOptions, has_metadata_slot, metadata_enabled
 from rerank_integrations.errors import RerankInputError
 
 SCORES = {"a": 0.2, "b": 0.9, "c": 0.5, "d": 0.1}
@@ -39,10 +39,10 @@ def test_metadata_slot_decision(tiny_xlmr_dir: Path, tiny_ctxl_dir: Path) -> Non
     jina = RemoteReranker("m", api_format="jina", base_url=url)
     folded = RemoteReranker("m", api_format="jina", base_url=url, fold_unsupported=True)
     try:
-        assert has_metadata_slot(ctxl) and has_metadata_slot(contextual)
-        assert not has_metadata_slot(cross) and not has_metadata_slot(jina)
-        assert not has_metadata_slot(folded)  # folding is not a slot
-        assert has_metadata_slot(FakeReranker())  # a custom reranker that accepts metadata
+        assert ctxl.has_metadata_slot and contextual.has_metadata_slot
+        assert not cross.has_metadata_slot and not jina.has_metadata_slot
+        assert not folded.has_metadata_slot  # folding is not a slot
+        assert FakeReranker().has_metadata_slot  # a custom reranker that accepts metadata
         default = RerankOptions()
         assert metadata_enabled(default, ctxl) and not metadata_enabled(default, cross)
         assert metadata_enabled(RerankOptions(metadata_keys=["a"]), cross)  # opt-in: folded

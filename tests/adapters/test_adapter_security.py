@@ -24,8 +24,8 @@ from typing import Any, ClassVar
 import pytest
 from helpers.remote_server import RerankTestServer
 
+from rerank_integrations._adapters.policy import ALLOWED_BACKENDS_ENV, UNPICKLED_KEY_ENV
 from rerank_integrations._testing import FakeReranker
-from rerank_integrations.adapter_support import ALLOWED_BACKENDS_ENV, UNPICKLED_KEY_ENV
 from rerank_integrations.errors import RerankInputError, RerankTypeError
 
 SECRET = "sk-live-0123456789abcdef-SECRET"
@@ -443,7 +443,7 @@ def test_a_replaced_reranker_in_use_is_closed_when_its_call_ends() -> None:
             gate.wait(10)
             return super()._score(request)
 
-    from rerank_integrations.adapter_holder import LazyReranker, refresh_reranker
+    from rerank_integrations._adapters.holder import LazyReranker, refresh_reranker
 
     built: list[FakeReranker] = []
 

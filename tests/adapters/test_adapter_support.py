@@ -8,23 +8,21 @@ from typing import Any
 
 import pytest
 
-from rerank_integrations._testing import FakeReranker
-from rerank_integrations.adapter_support import (
+from rerank_integrations._adapters.calls import (
     RAW_SCORE_KEY,
     RELEVANCE_SCORE_KEY,
-    LazyReranker,
     RerankOptions,
     arerank_texts,
-    build_reranker,
     dedupe_best,
     metadata_enabled,
     pair_results,
-    refresh_reranker,
     render_metadata,
     rerank_texts,
     resolve_instruction,
     score_metadata,
 )
+from rerank_integrations._adapters.holder import LazyReranker, build_reranker, refresh_reranker
+from rerank_integrations._testing import FakeReranker
 from rerank_integrations.errors import RerankInputError, RerankTypeError
 from rerank_integrations.results import RerankResult
 
@@ -369,7 +367,7 @@ def test_adapter_without_its_framework_names_the_extra(
     code = (
         "import sys\n"
         f"sys.modules[{blocked!r}] = None\n"
-        "import rerank_integrations.adapter_support\n"
+        "import rerank_integrations._adapters.calls, rerank_integrations._adapters.policy\n"
         "from rerank_integrations.errors import MissingExtraError\n"
         "try:\n"
         f"    import {module}\n"
@@ -381,7 +379,7 @@ def test_adapter_without_its_framework_names_the_extra(
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert f'MISSING pip install "rerank-integrations[{extra}]"' in out.stdout
-    assert "HEAVY []" in out.stdout  # adapter_support itself imports no framework, torch or httpx
+    assert "HEAVY []" in out.stdout  # the shared adapter code imports no framework, torch or httpx
 
 
 class _NoMetadataReranker(FakeReranker):

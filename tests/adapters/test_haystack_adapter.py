@@ -18,8 +18,8 @@ from haystack.components.retrievers.in_memory import InMemoryBM25Retriever
 from haystack.document_stores.in_memory import InMemoryDocumentStore
 from haystack.utils import ComponentDevice, Secret
 
+from rerank_integrations._adapters.calls import RAW_SCORE_KEY
 from rerank_integrations._testing import FakeReranker
-from rerank_integrations.adapter_support import RAW_SCORE_KEY
 from rerank_integrations.backends.remote import RemoteReranker
 from rerank_integrations.errors import RerankInputError, RerankTypeError
 from rerank_integrations.haystack import RerankRanker
@@ -434,18 +434,10 @@ async def test_close_async_closes_the_built_reranker() -> None:
     assert built.closed is True
 
 
-def test_backend_kwargs_is_a_deprecated_alias_of_reranker_kwargs() -> None:
-    with pytest.warns(DeprecationWarning, match="reranker_kwargs"):
-        ranker = RerankRanker(backend=FAKE, backend_kwargs={"scores": SCORES}, top_k=None)
-    assert ranker.reranker_kwargs == {"scores": SCORES}
-    assert ids(ranker.run(QUERY, DOCS)) == EXPECTED_ORDER
-    assert "backend_kwargs" not in ranker.to_dict()["init_parameters"]
-    assert ranker.to_dict()["init_parameters"]["reranker_kwargs"] == {"scores": SCORES}
-    with pytest.warns(DeprecationWarning):
-        ranker.backend_kwargs = {"scores": {d.content: float(i) / 10 for i, d in enumerate(DOCS)}}
-    assert ids(ranker.run(QUERY, DOCS)) == ["e", "d", "c", "b", "a"]
-    with pytest.raises(RerankInputError, match="backend_kwargs"), pytest.warns(DeprecationWarning):
-        RerankRanker(backend=FAKE, backend_kwargs={}, reranker_kwargs={})
+def test_backend_kwargs_is_gone() -> None:
+    with pytest.raises(TypeError, match="backend_kwargs"):
+        RerankRanker(backend=FAKE, backend_kwargs={"scores": SCORES})  # type: ignore[call-arg]
+    assert not hasattr(RerankRanker(backend=FAKE), "backend_kwargs")
 
 
 def test_meta_fields_to_embed_must_be_a_list_not_a_str() -> None:

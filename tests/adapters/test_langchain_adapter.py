@@ -14,8 +14,8 @@ from langchain_core.load import dumps, loads
 from langchain_core.runnables import RunnablePassthrough
 from langchain_core.vectorstores import InMemoryVectorStore
 
+from rerank_integrations._adapters.calls import RAW_SCORE_KEY, RELEVANCE_SCORE_KEY, SCORE_KEYS
 from rerank_integrations._testing import FakeReranker
-from rerank_integrations.adapter_support import RAW_SCORE_KEY, RELEVANCE_SCORE_KEY, SCORE_KEYS
 from rerank_integrations.errors import RerankInputError
 from rerank_integrations.langchain import RerankCompressor
 

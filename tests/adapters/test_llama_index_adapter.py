@@ -21,8 +21,8 @@ from llama_index.core.llms import MockLLM
 from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, TextNode
 
+from rerank_integrations._adapters.calls import RAW_SCORE_KEY
 from rerank_integrations._testing import FakeReranker
-from rerank_integrations.adapter_support import RAW_SCORE_KEY
 from rerank_integrations.errors import RerankInputError
 from rerank_integrations.llama_index import RerankPostprocessor
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from helpers.remote_server import RerankTestServer
 
-from rerank_integrations.adapter_support import RAW_SCORE_KEY, SCORE_KEYS
+from rerank_integrations._adapters.calls import RAW_SCORE_KEY, SCORE_KEYS
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "migrating.md"

@@ -1,24 +1,25 @@
-"""What settings an adapter accepts, and from whom: framework-free, shared by all three adapters.
+"""Which settings an adapter accepts and from whom: the argument rule, untrusted configs, pickles.
 
 - **The argument rule** (:func:`check_adapter_settings`): the core's rule (wrong type ->
   :class:`RerankTypeError`, bad value -> :class:`RerankInputError`, naming the field) for every
   adapter setting, before the framework's own validation (which would quote the input).
 - **Untrusted settings** (:func:`check_backend_allowed`, :func:`check_reranker_settings`): a
-  ``"module:Class"`` backend is imported only when its module is this package's, is passed in
-  code as ``allowed``, or is listed in the :data:`ALLOWED_BACKENDS_ENV` environment variable;
-  settings (``reranker_kwargs``, a ``to_config()`` dict) never switch on ``trust_remote_code`` /
-  ``allow_pickle`` nor carry an ``api_key``. There is no process-wide allow-list to mutate.
-- **Pickling** (:func:`pydantic_adapter_state`, :func:`key_after_unpickle`): a pickle never
-  holds the key or the loaded model.
+  ``"module:Class"`` backend (:func:`backend_path`) is imported only when its module is this
+  package's or is listed in the :data:`ALLOWED_BACKENDS_ENV` environment variable; settings
+  (``reranker_kwargs``, a ``to_config()`` dict) never switch on ``trust_remote_code`` /
+  ``allow_pickle`` nor carry an ``api_key``.
+- **Pickling** (:func:`portable_state`, :func:`key_after_unpickle`): a pickle never holds the key
+  or the loaded model.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from rerank_integrations.base import Reranker
+from rerank_integrations._adapters.holder import reranker_source
+from rerank_integrations.base import Reranker, backend_path
 from rerank_integrations.errors import RerankError, RerankInputError, RerankTypeError
 from rerank_integrations.validation import (
     bool_value,
@@ -32,78 +33,55 @@ from rerank_integrations.validation import (
     validate_top_n,
 )
 
-__all__ = [
-    "ALLOWED_BACKENDS_ENV",
-    "UNPICKLED_KEY_ENV",
-    "UNSAFE_SETTINGS",
-    "check_adapter_settings",
-    "check_backend_allowed",
-    "check_reranker_config",
-    "check_reranker_settings",
-    "key_after_unpickle",
-    "pydantic_adapter_state",
-    "sanitized_validation_error",
-    "validate_metadata_keys",
-]
-
 
 def validate_metadata_keys(keys: object) -> tuple[str, ...] | None:
-    """``None`` or a list/tuple/set of str (a bare str is a wrong type)."""
-    if isinstance(keys, set | frozenset):
-        keys = tuple(keys)
+    """``None`` or an ordered list/tuple of str: a set (random order on the wire, so scores
+    would change between runs) or a bare str is a :class:`RerankTypeError` naming the field."""
     return optional_str_sequence("metadata_keys", keys)
 
 
-# --------------------------------------------------------------------------- trust policy
+# --------------------------------------------------------------------------- backends
 
 ALLOWED_BACKENDS_ENV = "RERANK_INTEGRATIONS_ALLOWED_BACKENDS"
 """Environment variable: comma-separated module prefixes a ``"module:Class"`` backend may use."""
-
-_OWN_PACKAGE = "rerank_integrations"
 
 UNSAFE_SETTINGS: tuple[str, ...] = ("trust_remote_code", "allow_pickle")
 """Reranker settings that may run code or unpickle data: never switched on from settings."""
 
 
-def _module_allowed(module: str, extra: Iterable[str]) -> bool:
-    env = [p.strip() for p in os.environ.get(ALLOWED_BACKENDS_ENV, "").split(",") if p.strip()]
-    allowed = [_OWN_PACKAGE, *env, *extra]
-    return any(module == p or module.startswith(p + ".") for p in allowed)
+def load_backend(backend: str, *, field: str = "backend") -> type[Reranker]:
+    """The backend's class (its module imported now): a missing module or class, or one that is
+    not a ``Reranker``, is a :class:`RerankInputError` naming ``field`` (not a late failure)."""
+    from rerank_integrations.config import resolve_backend
+
+    try:
+        return resolve_backend(backend)
+    except RerankInputError as exc:
+        raise RerankInputError(field, str(exc).removeprefix(f"{exc.field}: ")) from None
+    except (ImportError, AttributeError) as exc:
+        raise RerankInputError(field, f"cannot load {backend!r}: {type(exc).__name__}") from None
 
 
-def check_backend_allowed(
-    backend: object, *, field: str = "backend", allowed: Iterable[str] = ()
-) -> None:
+def check_backend_allowed(backend: object, *, field: str = "backend") -> None:
     """Check a backend name before anything is imported (typed error naming ``field``).
 
     ``"local"``/``"remote"`` are always allowed; a ``"module:Class"`` path must name a module
-    of this package, one in ``allowed`` (given in code), or one listed in
-    :data:`ALLOWED_BACKENDS_ENV`; it must then import and name a ``Reranker`` subclass
-    (a missing module or class is a :class:`RerankInputError` here, not a late failure).
+    of this package or one listed in :data:`ALLOWED_BACKENDS_ENV`; it is then imported and must
+    name a ``Reranker`` subclass.
     """
-    from rerank_integrations.config import BACKENDS, resolve_backend
-
     name = str_value(field, backend)
-    if name in BACKENDS:
+    path = backend_path(name, field=field)
+    if path is None:
         return
-    module, sep, qualname = name.partition(":")
-    if not sep or not module or not qualname:
-        raise RerankInputError(
-            field, f"unknown backend {name!r}: use one of {sorted(BACKENDS)} or 'module:Class'"
-        )
-    if not _module_allowed(module, allowed):
+    env = [p.strip() for p in os.environ.get(ALLOWED_BACKENDS_ENV, "").split(",") if p.strip()]
+    if not any(path[0] == p or path[0].startswith(p + ".") for p in ["rerank_integrations", *env]):
         raise RerankInputError(
             field,
-            f"module {module!r} is not allowed for a custom backend: list it in the "
+            f"module {path[0]!r} is not allowed for a custom backend: list it in the "
             f"{ALLOWED_BACKENDS_ENV} environment variable (comma-separated module prefixes), "
             "or build the reranker in code and pass it as reranker=...",
         )
-    try:
-        resolve_backend(name)
-    except RerankInputError as exc:
-        raise RerankInputError(field, str(exc).removeprefix("backend: ")) from None
-    except (ImportError, AttributeError) as exc:
-        raise RerankInputError(field, f"cannot load {name!r}: {type(exc).__name__}") from None
+    load_backend(name, field=field)
 
 
 def check_reranker_settings(settings: Mapping[str, Any], *, field: str) -> None:
@@ -130,11 +108,7 @@ def check_reranker_settings(settings: Mapping[str, Any], *, field: str) -> None:
             )
 
 
-def check_reranker_config(config: Mapping[str, Any], *, field: str = "reranker") -> None:
-    """:func:`check_reranker_settings` and :func:`check_backend_allowed` for a
-    ``to_config()`` dict given as an adapter's ``reranker`` (what a deserialiser passes)."""
-    check_reranker_settings(config, field=field)
-    check_backend_allowed(config.get("backend"), field=f"{field}['backend']")
+# --------------------------------------------------------------------------- the argument rule
 
 
 def sanitized_validation_error(exc: Any) -> RerankError:
@@ -162,64 +136,51 @@ def sanitized_validation_error(exc: Any) -> RerankError:
 
 
 def _check_reranker_arg(field: str, value: object) -> None:
-    if value is not None and not isinstance(value, Reranker | Mapping):
-        raise RerankTypeError(
-            field,
-            f"must be a Reranker, a Reranker.to_config() dict or None, got {type(value).__name__}",
-        )
-    if isinstance(value, Mapping):
-        check_reranker_config(mapping_value(field, value), field=field)
-
-
-def _check_reranker_kwargs(field: str, value: object) -> None:
-    check_reranker_settings(mapping_value(field, value), field=field)
-
-
-def _check_backend(field: str, value: object) -> None:
-    check_backend_allowed(value, field=field)
+    """A reranker, or a ``to_config()`` dict (what a deserialiser passes): checked like other
+    settings from data, and its backend allowed, before anything is imported."""
+    if isinstance(reranker_source(value, {}, field=field), dict):
+        config = mapping_value(field, value)
+        check_reranker_settings(config, field=field)
+        check_backend_allowed(config.get("backend"), field=f"{field}['backend']")
 
 
 def _check_api_key(field: str, value: object) -> None:
     # A str or a pydantic SecretStr (anything with get_secret_value); the value is never echoed.
-    if value is not None and not isinstance(value, str) and not hasattr(value, "get_secret_value"):
+    if not isinstance(value, str) and not hasattr(value, "get_secret_value"):
         raise RerankTypeError(
             field, f"must be a str, a SecretStr or None, got {type(value).__name__}"
         )
 
 
-def _check_optional_bool(field: str, value: object) -> None:
-    if value is not None:
-        bool_value(field, value)
-
-
 _SETTING_CHECKS: dict[str, Callable[[str, object], object]] = {
     "reranker": _check_reranker_arg,
-    "backend": _check_backend,
+    "backend": lambda f, v: check_backend_allowed(v, field=f),
     "model": optional_str,
     "base_url": optional_str,
     "api_format": optional_str,
     "model_format": optional_str,
     "device": optional_str,
     "api_key": _check_api_key,
-    "reranker_kwargs": _check_reranker_kwargs,
+    "reranker_kwargs": lambda f, v: check_reranker_settings(mapping_value(f, v), field=f),
     "top_n": lambda f, v: validate_top_n(v, field=f),
     "score_threshold": lambda f, v: validate_score_threshold(v, field=f),
     "instruction": lambda f, v: validate_instruction(v, field=f),
     "instruction_fn": optional_callable,
     "metadata_keys": lambda f, v: validate_metadata_keys(v),
     "metadata_formatter": optional_callable,
-    "send_metadata": _check_optional_bool,
+    "send_metadata": bool_value,
 }
 
 
 def check_adapter_settings(values: Mapping[str, Any]) -> None:
     """Check an adapter's settings with the core rule, before its framework's own validation.
 
-    The pydantic adapters (LangChain, LlamaIndex) call this from ``__init__`` and on every
-    attribute assignment, so a wrong type raises :class:`RerankTypeError` and a bad value
-    :class:`RerankInputError` naming the field — never a pydantic error that quotes the input
-    (which may hold the API key), and never an accepted ``top_n = 0`` that fails later calls.
-    Unknown names are left to the framework (which rejects them); ``None`` is always allowed.
+    The pydantic adapters (LangChain, LlamaIndex) call this from ``__init__``, after
+    validation and on every attribute assignment, so a wrong type raises
+    :class:`RerankTypeError` and a bad value :class:`RerankInputError` naming the field — never
+    a pydantic error that quotes the input (which may hold the API key), and never an accepted
+    ``top_n = 0`` that fails later calls. Unknown names are left to the framework (which rejects
+    them); ``None`` is always allowed.
     """
     for name, value in values.items():
         check = _SETTING_CHECKS.get(name)
@@ -230,32 +191,28 @@ def check_adapter_settings(values: Mapping[str, Any]) -> None:
 # --------------------------------------------------------------------------- pickling
 
 UNPICKLED_KEY_ENV = "RERANK_API_KEY"
-"""Where an unpickled adapter reads its API key (a pickle never holds the key)."""
+"""Where an unpickled pydantic adapter reads its API key (a pickle never holds the key)."""
 
 
-def pydantic_adapter_state(state: dict[str, Any], *, keep_key: bool) -> dict[str, Any]:
-    """The pickle / deepcopy state of a pydantic adapter (LangChain, LlamaIndex).
+def portable_state(state: Mapping[str, Any], *, drop_key: bool) -> dict[str, Any]:
+    """An adapter's attributes as a pickle / deepcopy carries them (``state`` is not modified).
 
     The lazy holder (locks, threads, a loaded model) is never copied: the copy rebuilds from
     its settings on first use, and a ``reranker`` object travels as its ``to_config()``. With
-    ``keep_key=False`` (pickle) the API key is dropped and :func:`key_after_unpickle` supplies
-    it again; ``deepcopy`` (in-process) keeps it.
+    ``drop_key`` the API key is left out and ``_key_dropped`` set (the unpickled adapter asks
+    for the key again).
     """
-    fields = dict(state.get("__dict__", {}))
-    private = dict(state.get("__pydantic_private__") or {})
-    dropped = bool(private.get("_key_dropped", False))
-    if not keep_key and fields.get("api_key") is not None:
-        fields["api_key"] = None
-        dropped = True
-    if isinstance(fields.get("reranker"), Reranker):
-        fields["reranker"] = fields["reranker"].to_config()
-    private["_holder"] = None
-    private["_key_dropped"] = dropped
-    return {**state, "__dict__": fields, "__pydantic_private__": private}
+    out = {**state, "_holder": None}
+    if isinstance(out.get("reranker"), Reranker):
+        out["reranker"] = out["reranker"].to_config()
+    if drop_key and out.get("api_key") is not None:
+        out["api_key"] = None
+        out["_key_dropped"] = True
+    return out
 
 
 def key_after_unpickle(base_url: str | None) -> str | None:
-    """The API key of an adapter whose key was dropped by pickling.
+    """The API key of a pydantic adapter whose key was dropped by pickling.
 
     :data:`UNPICKLED_KEY_ENV` when set; else ``None`` for the provider's public host (the
     remote backend reads the provider's own variable, e.g. ``CONTEXTUAL_API_KEY``); for a

@@ -1,32 +1,20 @@
-"""The Haystack ranker's decisions, as pure functions (no haystack import; tested on their own).
+"""The Haystack ranker's decisions, as pure functions (no haystack import).
 
 :mod:`rerank_integrations.haystack` maps ``Document`` objects to these and back:
 :func:`document_text` (the text a plain model scores, exactly as Haystack's own rankers build
-it), :func:`select_scored` (threshold then ``top_k`` on the score as returned, scaled or raw),
-:func:`backend_options` (what the backend call is asked for), :func:`local_kwargs` (Haystack's
-``model_kwargs`` / ``tokenizer_kwargs`` as LocalReranker arguments) and
-:func:`check_backend_shape`.
+it), :func:`select_scored` (threshold then ``top_k`` on the score as returned, scaled or raw)
+and :func:`local_kwargs` (Haystack's ``model_kwargs`` / ``tokenizer_kwargs`` as LocalReranker
+arguments).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
-from rerank_integrations.adapter_support import RerankOptions
-from rerank_integrations.config import BACKENDS
 from rerank_integrations.errors import RerankInputError
 from rerank_integrations.results import RerankResult
 from rerank_integrations.validation import optional_mapping
-
-__all__ = [
-    "backend_options",
-    "check_backend_shape",
-    "document_text",
-    "local_kwargs",
-    "select_scored",
-]
 
 
 def document_text(
@@ -47,7 +35,7 @@ def document_text(
 
 
 def select_scored(
-    results: Sequence[RerankResult], *, scale: bool, threshold: float | None, limit: int | None
+    results: Sequence[RerankResult], scale: bool, threshold: float | None, limit: int | None
 ) -> list[tuple[RerankResult, float]]:
     """``(result, score)`` best first: the score is the relevance (``scale``) or the raw score;
     results below ``threshold`` are dropped, then the first ``limit`` kept. Raw scores are
@@ -58,18 +46,6 @@ def select_scored(
     if not scale:
         scored.sort(key=lambda pair: -pair[1])
     return scored if limit is None else scored[:limit]
-
-
-def backend_options(
-    options: RerankOptions, top_k: int | None, score_threshold: float | None, scale: bool
-) -> RerankOptions:
-    """The options of the backend call: ``top_k`` as the backend's hint (an API returns fewer)
-    when the selection is on the relevance score without a threshold; otherwise every result
-    (:func:`select_scored` applies the threshold and ``top_k`` on the returned score)."""
-    threshold = options.score_threshold if score_threshold is None else score_threshold
-    limit = options.top_n if top_k is None else top_k
-    hint = limit if scale and threshold is None else None
-    return replace(options, top_n=hint, score_threshold=None)
 
 
 _MODEL_KWARGS = {
@@ -101,15 +77,3 @@ def local_kwargs(
                 value = str(value).removeprefix("torch.")  # a torch.dtype object
             out[table[key]] = value
     return out
-
-
-def check_backend_shape(backend: str) -> None:
-    """``"local"``, ``"remote"`` or a ``"module:Class"`` path (a typed error otherwise); the
-    module itself is imported in ``warm_up`` (after Haystack's allow-list check on loading)."""
-    if backend in BACKENDS:
-        return
-    module, sep, qualname = backend.partition(":")
-    if not sep or not module.strip() or not qualname.strip():
-        raise RerankInputError(
-            "backend", f"unknown backend {backend!r}: use 'local', 'remote' or 'module:Class'"
-        )
