@@ -15,6 +15,32 @@ from typing import Any
 MetadataFormatter = Callable[[Mapping[str, Any]], str]
 """A user-supplied replacement for :func:`format_metadata`: ``meta -> str``."""
 
+MAX_INT_DIGITS = 30
+"""Integers with more digits are rendered in scientific notation (7 significant digits)."""
+
+
+def _one_line(text: str) -> str:
+    """``text`` with every run of whitespace, line breaks included (``\n``, ``\r``, U+2028,
+    U+2029, U+0085, ...: everything ``str.split`` splits on), folded to one space."""
+    return " ".join(text.split())
+
+
+def _render_int(number: int) -> str:
+    """``str(number)``, or for more than :data:`MAX_INT_DIGITS` digits a bounded scientific
+    form (``1.000000e+5000``): never the ValueError of ``str`` past 4,300 digits."""
+    size = abs(number)
+    if size < 10**MAX_INT_DIGITS:
+        return str(number)
+    exponent = max(0, int(size.bit_length() * 0.30102999566398120) - 7)
+    head = size // 10**exponent  # 7 or 8 digits
+    while head >= 10**7:
+        head //= 10
+        exponent += 1
+    digits = str(head)
+    exponent += len(digits) - 1
+    sign = "-" if number < 0 else ""
+    return f"{sign}{digits[0]}.{digits[1:]:0<6}e+{exponent}"
+
 
 def _render_value(value: object) -> str | None:
     """The text of one value, or ``None`` when the value is left out."""
@@ -25,16 +51,22 @@ def _render_value(value: object) -> str | None:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        text = " ".join(value.split())  # one line per key: fold newlines and runs of spaces
-        return text or None
-    if isinstance(value, numbers.Real):  # int, float and NumPy scalars; NaN is left out
-        return None if value != value else str(value)
+        return _one_line(value) or None  # one line per key: fold newlines and runs of spaces
+    if isinstance(value, numbers.Integral):  # int and NumPy integers, of any size
+        return _render_int(int(value))
+    if isinstance(value, numbers.Real):  # float and NumPy floats; NaN is left out
+        if value != value:
+            return None
+        try:
+            return _one_line(str(value))
+        except (ValueError, OverflowError):  # a Fraction too large to print
+            return None
     if isinstance(value, _dt.datetime | _dt.date | _dt.time):
         return value.isoformat()
     if isinstance(value, Sequence | set | frozenset):
         items = list(value)
         if items and all(isinstance(item, str) for item in items):
-            joined = ", ".join(" ".join(item.split()) for item in items if item.strip())
+            joined = ", ".join(_one_line(item) for item in items if item.strip())
             return joined or None
         return None  # numeric lists (embeddings), mixed or empty lists are left out
     return None  # arrays, tensors and other objects
@@ -43,8 +75,11 @@ def _render_value(value: object) -> str | None:
 def format_metadata(meta: Mapping[str, Any] | None, *, keys: Sequence[str] | None = None) -> str:
     """Render ``meta`` as ``key: value`` lines.
 
-    - Scalars (str, int, float, bool, enum) are rendered with ``str`` (whitespace in strings,
-      newlines included, folded to single spaces so each field stays one line); bools as
+    - One field per line, whatever the data holds: keys AND values have every run of
+      whitespace, line breaks included (``\n``, ``\r``, U+2028, U+2029, U+0085...), folded to
+      one space, so a document cannot forge an extra ``date:`` or ``source:`` line.
+    - Scalars (str, int, float, bool, enum) are rendered with ``str``; integers of more than
+      :data:`MAX_INT_DIGITS` digits in a bounded scientific form (``1.000000e+5000``); bools as
       ``true``/``false``; ``date``/``datetime``/``time`` as ISO 8601.
     - Lists of strings (tags, authors) are joined with ``", "``.
     - Left out: ``None``, empty strings, numeric lists and arrays (embedding vectors),
@@ -59,9 +94,9 @@ def format_metadata(meta: Mapping[str, Any] | None, *, keys: Sequence[str] | Non
     names = list(meta) if keys is None else [k for k in keys if k in meta]
     lines = []
     for name in names:
-        if not isinstance(name, str) or name.startswith("_"):
+        if not isinstance(name, str) or name.startswith("_") or not _one_line(name):
             continue
         rendered = _render_value(meta[name])
         if rendered is not None:
-            lines.append(f"{name}: {rendered}")
+            lines.append(f"{_one_line(name)}: {rendered}")
     return "\n".join(lines)

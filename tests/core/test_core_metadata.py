@@ -71,3 +71,48 @@ def test_input_not_mutated() -> None:
     before = {"tags": ["b", "a"], "x": 1}
     format_metadata(meta, keys=["x", "tags"])
     assert meta == before
+
+
+LINE_BREAKS = ["\n", "\r", "\r\n", "\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
+
+
+def test_keys_cannot_forge_lines() -> None:
+    """A key holding any line break must not render as an extra ``date:`` line."""
+    for brk in LINE_BREAKS:
+        forged = {f"title{brk}date": "2020-01-01", "body": f"x{brk}source: trusted"}
+        text = format_metadata(forged)
+        assert len(text.splitlines()) == 2, repr(text)
+        assert text.splitlines()[0] == "title date: 2020-01-01"
+        assert text.splitlines()[1] == "body: x source: trusted"
+    assert format_metadata({" \n ": "blank key", "ok": 1}) == "ok: 1"
+
+
+def test_huge_numbers_render_bounded() -> None:
+    """``str(10**5000)`` raises ValueError past 4,300 digits; the call must not fail."""
+    import fractions
+
+    text = format_metadata(
+        {"n": 10**5000, "m": -(10**40), "k": 10**30 - 1, "f": fractions.Fraction(10**5000, 3)}
+    )
+    assert text == "n: 1.000000e+5000\nm: -1.000000e+40\nk: 999999999999999999999999999999"
+    assert max(len(line) for line in text.splitlines()) < 40
+
+
+def test_an_adapter_call_with_hostile_metadata_succeeds() -> None:
+    """Through the LangChain adapter (a real framework Document): the reranker receives one
+    line per field and the call does not fail on a 5,000-digit number."""
+    import pytest
+
+    documents = pytest.importorskip("langchain_core.documents")
+    from rerank_integrations._testing import FakeReranker
+    from rerank_integrations.langchain import RerankCompressor
+
+    fake = FakeReranker()
+    compressor = RerankCompressor(reranker=fake, send_metadata=True, top_n=None)
+    doc = documents.Document(
+        page_content="text", metadata={"big": 10**5000, "title\u2028date": "1999"}
+    )
+    out = compressor.compress_documents([doc], "q")
+    assert len(out) == 1
+    (sent,) = fake.calls[0].metadata or ()
+    assert sent.splitlines() == ["big: 1.000000e+5000", "title date: 1999"]
