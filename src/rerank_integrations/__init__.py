@@ -20,6 +20,7 @@ from rerank_integrations.base import Reranker
 from rerank_integrations.errors import (
     MissingExtraError,
     ModelLoadError,
+    NonFiniteScoreError,
     OutOfMemoryError,
     RemoteConnectionError,
     RemoteError,
@@ -65,6 +66,7 @@ __all__ = [
     "MetadataFormatter",
     "MissingExtraError",
     "ModelLoadError",
+    "NonFiniteScoreError",
     "OutOfMemoryError",
     "RemoteConnectionError",
     "RemoteError",

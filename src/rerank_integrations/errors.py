@@ -9,6 +9,7 @@ The hierarchy is small on purpose::
     ├── UnsupportedFeatureError (ValueError) e.g. an instruction for a model that cannot follow one
     ├── ModelLoadError                       a local model could not be loaded / detected
     ├── OutOfMemoryError                     out of accelerator memory even at batch size 1
+    ├── NonFiniteScoreError                  a local model scored documents NaN or infinite
     ├── UnpicklableRerankerError (PicklingError) holds a secret or client that is never pickled
     ├── RerankerClosedError                  the reranker was closed (before or during the call)
     └── RemoteError                          anything that went wrong talking to a rerank service
@@ -25,6 +26,7 @@ against the builtins keeps working.
 from __future__ import annotations
 
 import pickle
+from collections.abc import Sequence
 
 
 class RerankError(Exception):
@@ -69,6 +71,18 @@ class ModelLoadError(RerankError):
 
 class OutOfMemoryError(RerankError):
     """The local engine ran out of accelerator memory even with a batch of one document."""
+
+
+class NonFiniteScoreError(RerankError):
+    """A local model gave documents a score that is not a finite number (NaN or infinite): a
+    corrupt checkpoint, or a half-precision overflow. Such a score is never returned (NaN cannot
+    be sorted); the call raises. Holds ``model`` (the reranker's model) and ``indices`` (the
+    positions of those documents in the caller's list)."""
+
+    def __init__(self, message: str, model: str = "", indices: Sequence[int] = ()) -> None:
+        super().__init__(message)
+        self.model = model
+        self.indices = tuple(indices)
 
 
 class RemoteError(RerankError):

@@ -20,6 +20,7 @@ PACKAGE_API = [
     "MetadataFormatter",
     "MissingExtraError",
     "ModelLoadError",
+    "NonFiniteScoreError",
     "OutOfMemoryError",
     "RemoteConnectionError",
     "RemoteError",

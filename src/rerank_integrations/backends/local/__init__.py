@@ -2,6 +2,7 @@
 
 Modules: :mod:`.reranker` (``LocalReranker``), :mod:`.loading` (device/dtype/attention, format
 detection), :mod:`.checkpoint` (:class:`Checkpoint`: what a format's build sees, safe weights),
+:mod:`.files` (which model file a load error names, and what is wrong with a JSON one),
 :mod:`.tokenizer` (the tokenizer view, the pair template), :mod:`.engine` (batching, one
 worker), :mod:`.runners` (the torch code), :mod:`.jina` (jina-reranker-v2 without remote code),
 :mod:`.quantize` (opt-in int8) and :mod:`.formats` (one module per model format, and the

@@ -37,7 +37,13 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from rerank_integrations.backends.local.checkpoint import Checkpoint
+from rerank_integrations.backends.local.checkpoint import (
+    Checkpoint,
+    failure_reason,
+    load_failures,
+    mismatch_error,
+)
+from rerank_integrations.backends.local.files import CONFIG_FILE, WEIGHT_FILES, file_label
 from rerank_integrations.errors import ModelLoadError
 
 __all__ = [
@@ -79,7 +85,9 @@ def is_jina_checkpoint(config: Mapping[str, Any]) -> bool:
     Stock XLM-R / RoBERTa configs always carry ``model_type``, so they are never matched."""
     if config.get("model_type"):
         return False
-    architectures = config.get("architectures") or []
+    architectures = config.get("architectures")
+    if not isinstance(architectures, list | tuple):
+        architectures = []
     xlmr_arch = any(isinstance(a, str) and a.startswith("XLMRoberta") for a in architectures)
     auto_map = config.get("auto_map") or {}
     flash_code = isinstance(auto_map, Mapping) and any(
@@ -197,15 +205,32 @@ def load_jina(checkpoint: Checkpoint) -> Any:
     the checkpoint's dtype setting, not yet on its device); no repository code runs.
 
     Raises ``ModelLoadError`` when a stock parameter is left without a weight or a weight
-    without a parameter."""
+    without a parameter, when a weight's shape is not the one the config gives, and when the
+    config or the weights cannot be read (naming the file)."""
     transformers = checkpoint.transformers
-    cfg = transformers.XLMRobertaConfig.from_dict(jina_config_to_xlmr(checkpoint.config))
+    stock = jina_config_to_xlmr(checkpoint.config)
+    try:
+        cfg = transformers.XLMRobertaConfig.from_dict(stock)
+    except load_failures() as exc:
+        raise ModelLoadError(
+            f"could not load {checkpoint.model!r}: {file_label(checkpoint.model, CONFIG_FILE)}: "
+            f"{failure_reason(exc)}"
+        ) from exc
     state = map_jina_state_dict(checkpoint.state_dict())
     cls = transformers.XLMRobertaForSequenceClassification
     try:
         module = cls._from_config(cfg, attn_implementation=checkpoint.attn_implementation)
     except (ValueError, ImportError):
         module = cls._from_config(cfg, attn_implementation="eager")
+    expected = module.state_dict()
+    mismatched = [
+        (name, tuple(value.shape), tuple(expected[name].shape))
+        for name, value in state.items()
+        if name in expected and tuple(value.shape) != tuple(expected[name].shape)
+    ]
+    if mismatched:
+        names = WEIGHT_FILES if checkpoint.allow_pickle else WEIGHT_FILES[:2]
+        raise mismatch_error(checkpoint.model, mismatched, names)
     missing, unexpected = module.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith(("position_ids", "token_type_ids"))]
     if missing or unexpected:

@@ -24,8 +24,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rerank_integrations.backends.local.checkpoint import Checkpoint, load_error
+from rerank_integrations.backends.local.checkpoint import (
+    Checkpoint,
+    failure_reason,
+    load_error,
+    load_failures,
+)
 from rerank_integrations.backends.local.engine import BatchRunner
+from rerank_integrations.backends.local.files import (
+    CONFIG_FILE,
+    TOKENIZER_FILES,
+    broken_json_file,
+    config_problem,
+    file_label,
+)
 from rerank_integrations.backends.local.formats import detect_format
 from rerank_integrations.backends.local.formats.base import LocalFormat, ModelInfo
 from rerank_integrations.backends.local.quantize import check_quantize_device, quantize_runner
@@ -144,13 +156,21 @@ def usable_positions(config: Mapping[str, Any]) -> int:
 
 def read_config_dict(model: str, *, revision: str | None = None) -> dict[str, Any]:
     """The raw ``config.json`` of a hub id or local directory (no model class needed, so
-    configs without ``model_type`` — jina — work)."""
+    configs without ``model_type`` — jina — work). ``ModelLoadError`` naming the file and the
+    reason when it cannot be read, is not JSON, is not a JSON object or is nested more than
+    :data:`~.files.MAX_JSON_DEPTH` levels (before a model is built from it)."""
     transformers = import_extra("transformers", extra="local", feature=_FEATURE)
     base = getattr(transformers, "PreTrainedConfig", None) or transformers.PretrainedConfig
+    label = file_label(model, CONFIG_FILE)
     try:
         config, _ = base.get_config_dict(model, revision=revision)
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"could not read the config of {model!r}: {exc}") from exc
+    except load_failures() as exc:
+        broken = broken_json_file(model, (CONFIG_FILE,))
+        reason = broken[1] if broken is not None else failure_reason(exc)
+        raise ModelLoadError(f"could not read {label}: {reason}") from exc
+    problem = config_problem(config)
+    if problem is not None:
+        raise ModelLoadError(f"could not read {label}: {problem}")
     return dict(config)
 
 
@@ -185,7 +205,8 @@ def _check_remote_code(model: str, config: Mapping[str, Any], trust_remote_code:
         return
     transformers = import_extra("transformers", extra="local", feature=_FEATURE)
     known = transformers.models.auto.configuration_auto.CONFIG_MAPPING_NAMES
-    if config.get("model_type") not in known:
+    model_type = config.get("model_type")
+    if not isinstance(model_type, str) or model_type not in known:
         raise ModelLoadError(
             f"{model!r} needs code from its repository (auto_map, model_type="
             f"{config.get('model_type')!r}); it is not executed by default. Pass "
@@ -245,8 +266,13 @@ def load_model(
         hf_tok = transformers.AutoTokenizer.from_pretrained(
             model, revision=revision, trust_remote_code=trust_remote_code
         )
-    except (OSError, ValueError, ImportError) as exc:
-        raise load_error(model, exc, allow_pickle=allow_pickle) from exc
+    except Exception as exc:
+        # tokenizers raises a bare Exception for a tokenizer.json it cannot deserialize
+        if type(exc) is not Exception and not isinstance(exc, (*load_failures(), ImportError)):
+            raise
+        raise load_error(
+            model, exc, allow_pickle=allow_pickle, part="the tokenizer", files=TOKENIZER_FILES
+        ) from exc
     tok_max = getattr(hf_tok, "model_max_length", None)
     checkpoint = Checkpoint(
         model=model,

@@ -4,7 +4,10 @@ A thin shell: :mod:`.loading` finds the model's format (:mod:`.formats`) and let
 model, :mod:`.engine` runs the batches. Every argument is checked first (wrong type:
 ``RerankTypeError``, bad value: ``RerankInputError``, both naming the field); then the model
 loads EAGERLY in the constructor, so a wrong id, a missing file or an unsafe checkpoint fails at
-construction, not on the first query.
+construction, not on the first query; so does a malformed one (a config that is not JSON or
+nested too deeply, truncated weights, a config that does not match its weights): every failure
+to load is a ``ModelLoadError`` naming the file and the reason. A score that is not a finite
+number (a corrupt checkpoint's NaN) is never returned: the call raises ``NonFiniteScoreError``.
 
 Lifecycle (docs/reliability.md "Local backend"): ``close()`` (or ``with``) frees the model; a
 reranker dropped without it is collected with its model and worker thread; after
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Sequence
 from typing import Any, Literal, cast
 
@@ -31,7 +35,11 @@ from rerank_integrations.backends.local.quantize import (
     parse_quantize,
 )
 from rerank_integrations.base import Reranker
-from rerank_integrations.errors import RerankerClosedError, UnsupportedFeatureError
+from rerank_integrations.errors import (
+    NonFiniteScoreError,
+    RerankerClosedError,
+    UnsupportedFeatureError,
+)
 from rerank_integrations.results import RerankResult
 from rerank_integrations.validation import (
     RerankRequest,
@@ -263,15 +271,39 @@ class LocalReranker(Reranker):
     def _results(
         self, encoded: EncodedRequest, rows: Sequence[tuple[float, ...]]
     ) -> list[RerankResult]:
-        fmt = self._format
+        """One result per document (the max raw score over its windows). A document whose rows,
+        raw score or relevance is not a finite number fails the whole call with
+        :class:`NonFiniteScoreError` naming them: NaN cannot be sorted, and ``+inf``/``-inf``
+        tie (docs/reliability.md "A model that scores NaN")."""
         out = []
+        bad = []
         pos = 0
         for index, doc in enumerate(encoded.documents):
             window_rows = rows[pos : pos + len(doc.inputs)]
             pos += len(doc.inputs)
-            raw = max(fmt.raw_score(r) for r in window_rows)
-            out.append(RerankResult(index, fmt.relevance(raw), raw))
+            result = _finite_result(self._format, index, window_rows)
+            if result is None:
+                bad.append(index)
+            else:
+                out.append(result)
+        if bad:
+            raise self._non_finite(bad, len(encoded.documents))
         return out
+
+    def _non_finite(self, indices: Sequence[int], total: int) -> NonFiniteScoreError:
+        shown = ", ".join(str(i) for i in indices[:10]) + (", ..." if len(indices) > 10 else "")
+        overflow = (
+            f", or the {self.torch_dtype} computation overflowed (try dtype='float32')"
+            if self.torch_dtype != "float32"
+            else ""
+        )
+        return NonFiniteScoreError(
+            f"{self._model!r} scored {len(indices)} of {total} documents NaN or infinite "
+            f"(indices {shown}); no result is returned. The checkpoint's weights may be "
+            f"corrupt (NaN or infinite values){overflow}.",
+            model=self._model,
+            indices=indices,
+        )
 
     def _score(self, request: RerankRequest) -> Sequence[RerankResult]:
         encoded = self._encode(request)
@@ -335,6 +367,23 @@ class LocalReranker(Reranker):
             f"LocalReranker(model={self._model!r}, model_format={self._format.name!r}, "
             f"device={self.device!r}, dtype={self.torch_dtype!r})"
         )
+
+
+def _finite_result(
+    fmt: LocalFormat, index: int, window_rows: Sequence[tuple[float, ...]]
+) -> RerankResult | None:
+    """The result of one document from the rows of its windows, or ``None`` when a row, the
+    raw score or the relevance is not finite (checked before ``raw_score`` sums the rows:
+    ``math.fsum`` raises on ``inf - inf``)."""
+    if not all(math.isfinite(v) for row in window_rows for v in row):
+        return None
+    raw = max(fmt.raw_score(r) for r in window_rows)
+    if not math.isfinite(raw):
+        return None
+    relevance = fmt.relevance(raw)
+    if not math.isfinite(relevance):
+        return None
+    return RerankResult(index, relevance, raw)
 
 
 def _rebuild(cls: type[LocalReranker], settings: dict[str, Any]) -> LocalReranker:

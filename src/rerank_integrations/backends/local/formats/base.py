@@ -140,7 +140,10 @@ class ModelInfo:
 
     @property
     def architectures(self) -> tuple[str, ...]:
-        archs = self.config.get("architectures") or []
+        """The config's architecture names (none when ``architectures`` is not a list)."""
+        archs = self.config.get("architectures")
+        if not isinstance(archs, list | tuple):
+            return ()
         return tuple(a for a in archs if isinstance(a, str))
 
     def has_architecture(self, suffix: str) -> bool:
