@@ -40,12 +40,28 @@ def test_no_metadata_means_none() -> None:
         ('{"txt": "a"}', 1),
         ('{"text": 5}', 1),
         ('{"text": "a"}\n\n{"text": "b", "metadata": [1]}', 3),
+        # hostile: json.loads raised RecursionError / ValueError (exit 1, a traceback)
+        ('{"text": "a"}\n{"text": "b", "metadata": ' + "[" * 100_000 + "]" * 100_000 + "}", 2),
+        ('{"text": "a", "metadata": {"n": ' + "9" * 5_000 + "}}", 1),
     ],
 )
 def test_malformed_line_is_named(bad: str, line: int) -> None:
     with pytest.raises(RerankInputError) as info:
         read_jsonl_documents(bad.splitlines())
     assert info.value.field == f"line {line}"
+    assert len(str(info.value)) < 300  # the reason, not the line
+
+
+def test_hostile_json_lines_say_why() -> None:
+    with pytest.raises(RerankInputError, match=r"^line 1: not valid JSON \(nested too deeply\)$"):
+        read_jsonl_documents(['{"text": ' + "[" * 5_000])
+    digits = r"^line 1: not valid JSON \(an integer of more than 4300 digits"
+    with pytest.raises(RerankInputError, match=digits):
+        read_jsonl_documents(['{"text": "a", "n": -' + "1" * 4_301 + "}"])
+    # up to the limit an integer is read (format_metadata decides how to render it)
+    big = '{"text": "a", "metadata": {"n": ' + "1" * 4_300 + ', "s": "x"}}'
+    texts, metas = read_jsonl_documents([big])
+    assert texts == ["a"] and metas is not None and metas[0].endswith("\ns: x")
 
 
 def test_write_ranked_outputs_best_first() -> None:

@@ -73,6 +73,13 @@ def test_read_run_keeps_scores_and_query_order(tmp_path: Path) -> None:
         ("run.trec", "q1 Q0 d1 1 high t\n", 1, read_run),
         ("run.trec", "q1 Q0 d1 1 nan t\n", 1, read_run),
         ("run.trec", "q1 Q0 d1 1 0.5 t\nq1 Q0 d1 2 0.4 t\n", 2, read_run),
+        # hostile: RecursionError / ValueError escaped json.loads; a relevance past 32 bits
+        # overflowed in trec_eval (silently wrong metrics, or SystemError)
+        ("corpus.jsonl", '{"_id": "a", "text": "x"}\n{"_id": ' + "[" * 50_000, 2, read_corpus),
+        ("queries.jsonl", '{"_id": ' + "7" * 5_000 + ', "text": "x"}\n', 1, read_queries),
+        ("qrels.tsv", "q1\td1\t1\nq1\td2\t2147483648\n", 2, read_qrels),
+        ("qrels.tsv", "q1\td1\t" + "9" * 5_000 + "\n", 1, read_qrels),
+        ("run.trec", "q1 Q0 d1 " + "1" * 5_000 + " 0.5 t\n", 1, read_run),
     ],
 )
 def test_malformed_line_names_file_and_line(
@@ -82,6 +89,7 @@ def test_malformed_line_names_file_and_line(
     with pytest.raises(RerankInputError) as info:
         reader(path)  # type: ignore[operator]
     assert info.value.field == f"{path}:{line}"
+    assert len(str(info.value)) < len(str(path)) + 200  # the reason, not the whole value
 
 
 def test_undecodable_bytes_are_named(tmp_path: Path) -> None:

@@ -15,6 +15,13 @@ COMPLETE block (its documents are exactly the job's candidates, ranks 1..n, same
 partial block (a run killed mid-write) is dropped and redone. When all queries are done the
 file is rewritten in query order, each block in :func:`~.formats.ranked` order, so the final
 file of an interrupted-then-resumed run is byte-identical to an uninterrupted one.
+
+**Crash safety.** Every rewrite (dropping a partial block at the start, the final sorted
+file) and the sidecar are written to a new temporary file and renamed into place
+(:mod:`.outputs`): the output is always the previous file, the resumable in-progress file
+(complete blocks, maybe a cut last one) or the complete run, never a half-written rewrite.
+The output is rewritten BEFORE its sidecar, so a crash between the two never leaves old
+blocks under a new sidecar (with ``resume=False`` the old blocks are gone first).
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from rerank_integrations.base import Reranker
 from rerank_integrations.errors import RerankInputError
 from rerank_integrations.ir.formats import RunLine, format_run_block, parse_run_line, write_run
 from rerank_integrations.ir.jobs import QueryJob
+from rerank_integrations.ir.outputs import write_text
 from rerank_integrations.ir.progress import ProgressBar
 from rerank_integrations.results import RerankResult
 from rerank_integrations.validation import int_value
@@ -141,7 +149,7 @@ def _check_meta(path: Path, meta: Mapping[str, Any]) -> None:
         raise RerankInputError(
             str(path), f"exists but has no {sidecar.name}: not a run this command wrote ({hint})"
         ) from None
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: JSON, UTF-8, digits
         raise RerankInputError(str(sidecar), f"unreadable ({exc}); {hint}") from None
     changed = [key for key in meta if not isinstance(stored, dict) or stored.get(key) != meta[key]]
     if changed:
@@ -311,9 +319,11 @@ def rerank_to_file(
     path, plan = out_plan.path, out_plan.resume
     if plan.todo and reranker is None:
         raise ValueError("a reranker is needed: the output plan has queries left to do")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    meta_path(path).write_text(json.dumps(out_plan.meta, indent=1) + "\n", encoding="utf-8")
-    write_run(path, plan.kept, tag)  # drops partial blocks; creates the file
+    # the output first (drops partial blocks; creates the file), then the sidecar: a crash
+    # in between leaves the kept blocks (or none) under the old sidecar, never old blocks
+    # under a new one. Both are replaced atomically.
+    write_run(path, plan.kept, tag)
+    write_text(meta_path(path), json.dumps(out_plan.meta, indent=1) + "\n")
     finished: dict[str, dict[str, float]] = dict(plan.kept)
     bar = progress(len(jobs), len(plan.kept)) if progress else None
     start = time.perf_counter()

@@ -6,6 +6,8 @@ models against qrels, side by side, with per-query deltas and a paired test.
 
 Import-light: argparse only; the handlers load the rest. Errors of the input exit with code 2
 and a one-line message naming the file and line; Ctrl-C exits 130 and keeps what is done.
+Before anything is read or written, every path a command writes is compared with every path
+it reads (:func:`.outputs.check_outputs`): an output that is an input exits 2.
 """
 
 from __future__ import annotations
@@ -253,8 +255,32 @@ def _check_numbers(args: argparse.Namespace) -> None:
         raise RerankInputError("alpha", f"must be between 0 and 1, got {alpha}")
 
 
+def _input_files(args: argparse.Namespace) -> list[tuple[str, str | Path]]:
+    """Every file the command reads, labelled as the user gave it (for ``check_outputs``)."""
+    files: list[tuple[str, str | Path]] = []
+    if args.data:
+        root = Path(args.data)
+        files += [
+            ("--data corpus", root / "corpus.jsonl"),
+            ("--data queries", root / "queries.jsonl"),
+            ("--data qrels", root / "qrels" / f"{args.split}.tsv"),
+        ]
+    for option in ("corpus", "queries", "qrels", "candidates"):
+        if getattr(args, option):
+            files.append((f"--{option}", getattr(args, option)))
+    for option in ("config", "model"):
+        value = getattr(args, option)
+        for item in value if isinstance(value, list) else [value] * (value is not None):
+            if option == "config" or os.path.isfile(item):  # a hub id or a folder: not a file
+                files.append((f"--{option}", item))
+    files += [("run file", path) for _, path in _named_runs(getattr(args, "runs", []))]
+    return files
+
+
 def _run(args: argparse.Namespace) -> int:
+    from rerank_integrations.ir.bulk import meta_path
     from rerank_integrations.ir.formats import write_run
+    from rerank_integrations.ir.outputs import check_outputs
     from rerank_integrations.ir.pipeline import rerank_model
 
     _check_numbers(args)
@@ -262,6 +288,13 @@ def _run(args: argparse.Namespace) -> int:
     if len(rerankers) != 1:
         raise RerankInputError("model", "give one --model or one --config")
     name, config, _ = rerankers[0]
+    outputs: list[tuple[str, str | Path]] = [
+        ("--output", args.output),
+        ("--output sidecar", meta_path(args.output)),
+    ]
+    if args.first_stage_output:
+        outputs.append(("--first-stage-output", args.first_stage_output))
+    check_outputs(_input_files(args), outputs)  # before any file is read or written
     _, query_ids, first, jobs = _first_stage(args)
     if args.first_stage_output:
         write_run(
@@ -297,7 +330,9 @@ def _named_runs(paths: list[str]) -> list[tuple[str, str]]:
 
 def _eval(args: argparse.Namespace) -> int:
     from rerank_integrations.ir import metrics, report
+    from rerank_integrations.ir.bulk import meta_path
     from rerank_integrations.ir.formats import read_corpus, read_qrels, read_run, write_run
+    from rerank_integrations.ir.outputs import check_outputs
     from rerank_integrations.ir.pipeline import load_dataset, rerank_model
 
     _check_numbers(args)
@@ -306,6 +341,18 @@ def _eval(args: argparse.Namespace) -> int:
     rerankers = _rerankers(args)
     if not rerankers and not args.runs:
         raise RerankInputError("runs", "give run files and/or --model/--config to evaluate")
+    first_name = Path(args.candidates).stem if args.candidates else "bm25"
+    outputs: list[tuple[str, str | Path]] = []
+    if args.runs_dir and rerankers:  # the runs kept there (without it: a fresh temp folder)
+        kept = [Path(args.runs_dir) / f"{name}.trec" for name, _, _ in rerankers]
+        outputs += [("--runs-dir", Path(args.runs_dir) / f"{first_name}.trec")]
+        outputs += [("--runs-dir", p) for path in kept for p in (path, meta_path(path))]
+    if args.plot:
+        from rerank_integrations.ir.plot import check_plot_path
+
+        check_plot_path(args.plot)
+        outputs.append(("--plot", args.plot))
+    check_outputs(_input_files(args), outputs)  # before any file is read or written
     systems: dict[str, Any] = {}
     sources: dict[str, str] = {}
     corpus_ids: set[str] | None = None
@@ -326,7 +373,6 @@ def _eval(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             runs_dir = Path(args.runs_dir or tmp)
             runs_dir.mkdir(parents=True, exist_ok=True)
-            first_name = Path(args.candidates).stem if args.candidates else "bm25"
             write_run(runs_dir / f"{first_name}.trec", first, first_name, order=query_ids)
             add(first_name, first, args.candidates or f"bm25, top {args.first_stage_k}")
             for name, config, source in rerankers:

@@ -7,8 +7,11 @@
 - **TREC run**: ``qid Q0 docid rank score tag``, one line per retrieved document.
 
 Every malformed line raises :class:`~rerank_integrations.errors.RerankInputError` whose field
-is ``"<file>:<line>"``. Ids are strings (an int ``_id`` in a JSONL file is read as its decimal
-text); ids written to a TREC file must not contain whitespace.
+is ``"<file>:<line>"``, hostile ones included (JSON nested too deeply for the parser, an
+integer longer than Python's int-string limit, a relevance or rank outside 32 bits): never a
+traceback. Ids are strings (an int ``_id`` in a JSONL file is read as its decimal text); ids
+written to a TREC file must not contain whitespace. :func:`write_run` replaces its file
+atomically (:mod:`.outputs`).
 
 **Ranking order.** :func:`ranked` is the one order of a query's documents used everywhere:
 score descending, ties by docid descending, the order trec_eval evaluates a run in. The run
@@ -20,16 +23,19 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rerank_integrations.errors import RerankInputError
+from rerank_integrations.ir.outputs import replacing
 from rerank_integrations.validation import text_value
 
 __all__ = [
     "BeirPaths",
+    "parse_json",
     "parse_json_object",
     "Document",
     "Qrels",
@@ -140,13 +146,38 @@ def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[str, dict[str, An
         yield where, parse_json_object(line, where)
 
 
+def _number_problem(exc: ValueError) -> str:
+    if "integer string conversion" in str(exc):
+        return (
+            f"an integer of more than {sys.get_int_max_str_digits()} digits, Python's limit "
+            "(the PYTHONINTMAXSTRDIGITS environment variable raises it)"
+        )
+    return str(exc).split("\n", 1)[0][:200]
+
+
+def parse_json(text: str, where: str, *, whole_file: bool = False) -> Any:
+    """``json.loads`` for untrusted text: every failure is a ``RerankInputError`` naming
+    ``where`` (plus the line of a syntax error when ``text`` is a ``whole_file``), never a
+    traceback: malformed JSON, nesting deeper than the parser's recursion limit (about 1,000
+    levels: ``RecursionError``), an integer longer than Python's int-string limit
+    (``sys.get_int_max_str_digits()``, 4,300 digits by default: ``ValueError``). Such a
+    number is refused rather than read: no field of these files needs one."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        place = f"{where}:{exc.lineno}" if whole_file else where
+        raise RerankInputError(place, f"not valid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise RerankInputError(where, "not valid JSON (nested too deeply)") from None
+    except ValueError as exc:
+        raise RerankInputError(where, f"not valid JSON ({_number_problem(exc)})") from None
+
+
 def parse_json_object(line: str, where: str, *, expected: str = "a JSON object") -> dict[str, Any]:
     """One JSON line that must hold an object; a ``RerankInputError`` naming ``where`` (e.g.
-    ``"corpus.jsonl:3"`` or ``"line 3"``) otherwise. Shared by every JSONL reader."""
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise RerankInputError(where, f"not valid JSON ({exc.msg})") from None
+    ``"corpus.jsonl:3"`` or ``"line 3"``) otherwise (:func:`parse_json`). Shared by every
+    JSONL reader."""
+    record = parse_json(line, where)
     if not isinstance(record, dict):
         raise RerankInputError(where, f"must be {expected}")
     return record
@@ -192,11 +223,31 @@ def read_queries(path: str | os.PathLike[str]) -> dict[str, Query]:
     return queries
 
 
+_INT32_MAX = 2**31 - 1
+
+
+def _shown(value: str) -> str:
+    return repr(value) if len(value) <= 40 else f"{value[:20]!r}... ({len(value)} characters)"
+
+
 def _int_field(where: str, name: str, value: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise RerankInputError(where, f"{name} must be an integer, got {value!r}") from None
+    """A relevance or a rank: an integer that fits trec_eval's 32-bit ``int`` (a larger
+    relevance used to overflow there: silently wrong metrics, or a ``SystemError``)."""
+    if len(value) > 20:  # never handed to int(): no int-string limit error, no huge int
+        number = None
+    else:
+        try:
+            number = int(value)
+        except ValueError:
+            message = f"{name} must be an integer, got {_shown(value)}"
+            raise RerankInputError(where, message) from None
+    if number is None or not -_INT32_MAX - 1 <= number <= _INT32_MAX:
+        raise RerankInputError(
+            where,
+            f"{name} must be an integer from {-_INT32_MAX - 1} to {_INT32_MAX}, "
+            f"got {_shown(value)}",
+        )
+    return number
 
 
 def read_qrels(path: str | os.PathLike[str]) -> Qrels:
@@ -316,13 +367,10 @@ def write_run(
     *,
     order: Sequence[str] | None = None,
 ) -> None:
-    """Write ``run`` atomically (a temporary file renamed over ``path``; folders created),
-    queries in ``order`` (default: the run's own order), blocks from :func:`format_run_block`."""
-    target = Path(path)
+    """Write ``run`` atomically (:func:`.outputs.replacing`: a new temporary file renamed over
+    ``path``; folders created), queries in ``order`` (default: the run's own order), blocks
+    from :func:`format_run_block`. If writing fails, ``path`` is left as it was."""
     qids = list(run) if order is None else [q for q in order if q in run]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
+    with replacing(path) as fh:
         for qid in qids:
             fh.write(format_run_block(qid, run[qid], tag))
-    os.replace(tmp, target)

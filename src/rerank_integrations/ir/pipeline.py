@@ -7,7 +7,6 @@ Thin I/O around the pure pieces (:mod:`.formats`, :mod:`.first_stage`, :mod:`.jo
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -26,6 +25,7 @@ from rerank_integrations.ir.formats import (
     Query,
     Run,
     beir_paths,
+    parse_json,
     read_corpus,
     read_qrels,
     read_queries,
@@ -164,11 +164,12 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A reranker config (``to_config()`` output) from a JSON file."""
     p = Path(path)
     try:
-        config = json.loads(p.read_text(encoding="utf-8"))
+        text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise RerankInputError(str(p), f"cannot read ({exc.strerror})") from None
-    except json.JSONDecodeError as exc:
-        raise RerankInputError(f"{p}:{exc.lineno}", f"not valid JSON ({exc.msg})") from None
+    except UnicodeDecodeError as exc:
+        raise RerankInputError(str(p), f"not UTF-8 text (byte {exc.start})") from None
+    config = parse_json(text, str(p), whole_file=True)  # hostile nesting/digits: exit 2 too
     if not isinstance(config, dict) or not isinstance(config.get("backend"), str):
         raise RerankInputError(str(p), "must be a JSON object with a 'backend' key")
     return config

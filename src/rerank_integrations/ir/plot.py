@@ -2,19 +2,38 @@
 per-query deltas against the baseline (one histogram per metric, each system in its bar colour).
 
 Drawn with matplotlib's Agg canvas on a ``Figure`` object (no pyplot, no display, no global
-state), so it works on a headless machine and in a thread.
+state), so it works on a headless machine and in a thread. The file is rendered in memory and
+replaced atomically (:mod:`.outputs`): a failed write leaves the previous chart.
 """
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
+from rerank_integrations.errors import RerankInputError
 from rerank_integrations.extras import import_extra
 from rerank_integrations.ir import EVAL_EXTRA
 from rerank_integrations.ir.metrics import Evaluation
+from rerank_integrations.ir.outputs import write_bytes
 
-__all__ = ["plot_evaluation"]
+__all__ = ["check_plot_path", "plot_evaluation"]
+
+
+def check_plot_path(path: str | os.PathLike[str]) -> None:
+    """Fail before any work (exit 2) when matplotlib cannot write ``path``'s format, its
+    suffix (``eval --plot out.trec`` used to raise matplotlib's ValueError after the
+    evaluation). No suffix is matplotlib's default format."""
+    import_extra("matplotlib", extra=EVAL_EXTRA, feature="--plot")
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    suffix = Path(path).suffix[1:]
+    supported = FigureCanvasBase.get_supported_filetypes()
+    if suffix and suffix.lower() not in supported:
+        raise RerankInputError(
+            "--plot", f"{os.fspath(path)}: no chart format {suffix!r} ({', '.join(supported)})"
+        )
 
 
 def plot_evaluation(
@@ -69,5 +88,8 @@ def plot_evaluation(
         ax.set_xlabel("delta")
         ax.set_ylabel("queries")
     out = Path(path)
-    fig.savefig(out, dpi=110)
+    chart = io.BytesIO()
+    # the format from the suffix, as savefig(path) picks it (none: matplotlib's default)
+    fig.savefig(chart, format=out.suffix[1:] or None, dpi=110)
+    write_bytes(out, chart.getvalue())
     return out
