@@ -8,7 +8,11 @@ A config (``to_config()``) is a JSON-serialisable dict with a ``backend`` key: a
 :data:`BACKENDS` (``"local"``, ``"remote"``) or a ``"package.module:ClassName"`` path to a
 :class:`Reranker` subclass (custom backends); the rest of the dict is passed to the class's
 constructor as keyword arguments. :meth:`Reranker.from_config` / :func:`reranker_from_config`
-rebuild it; the backend's module is imported only then, so this module imports no backend.
+rebuild it; the backend's module is imported only then, so this module imports no backend. A
+config is data: unless the caller passes ``trusted=True``, it is first checked with
+:func:`rerank_integrations.trust.check_untrusted_settings` (no ``api_key``, no
+``trust_remote_code``/``allow_pickle``, no ``api_key_env`` but the format's own for its public
+host).
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from typing import Any, Self
 from rerank_integrations.errors import RerankerClosedError, RerankInputError, RerankTypeError
 from rerank_integrations.ranking import select_results
 from rerank_integrations.results import RerankResult
-from rerank_integrations.validation import RerankRequest, str_value, validate_request
+from rerank_integrations.trust import check_untrusted_settings
+from rerank_integrations.validation import RerankRequest, bool_value, str_value, validate_request
 
 __all__ = ["BACKENDS", "Reranker", "backend_path", "reranker_from_config", "resolve_backend"]
 
@@ -143,9 +148,16 @@ class Reranker(abc.ABC):
         """
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> Reranker:
-        """Rebuild a reranker from :meth:`to_config`'s output; the backend comes from the config."""
-        return reranker_from_config(config)
+    def from_config(cls, config: dict[str, Any], *, trusted: bool = False) -> Reranker:
+        """Rebuild a reranker from :meth:`to_config`'s output; the backend comes from the config.
+
+        The config is treated as data (a file, a message): it may not carry an ``api_key``,
+        switch on ``trust_remote_code``/``allow_pickle``, or choose the key's variable
+        (``api_key_env`` other than the format's own for its public host) — a
+        :class:`~rerank_integrations.errors.RerankInputError` naming ``config[...]``, before
+        anything is imported. ``trusted=True`` (a config your code wrote) skips that check.
+        """
+        return reranker_from_config(config, trusted=trusted)
 
     def close(self) -> None:
         """Release resources (HTTP connections, model memory). Idempotent and final: a
@@ -204,12 +216,15 @@ def resolve_backend(backend: str) -> type[Reranker]:
     return obj
 
 
-def reranker_from_config(config: dict[str, Any]) -> Reranker:
-    """Build the reranker a ``to_config()`` dict describes (the dict is not modified)."""
+def reranker_from_config(config: dict[str, Any], *, trusted: bool = False) -> Reranker:
+    """Build the reranker a ``to_config()`` dict describes (the dict is not modified); unless
+    ``trusted``, the config is checked as data first (:meth:`Reranker.from_config`)."""
     if not isinstance(config, dict):
         raise RerankTypeError("config", f"must be a dict, got {type(config).__name__}")
     if "backend" not in config:
         raise RerankInputError("config", "has no 'backend' key")
     str_value("config['backend']", config["backend"])
     settings = {k: v for k, v in config.items() if k != "backend"}
+    if not bool_value("trusted", trusted):
+        check_untrusted_settings(settings, field="config")
     return resolve_backend(config["backend"])(**settings)

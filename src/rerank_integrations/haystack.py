@@ -61,7 +61,6 @@ from rerank_integrations._adapters.holder import (  # noqa: E402
     reranker_source,
 )
 from rerank_integrations._adapters.policy import (  # noqa: E402
-    check_reranker_settings,
     load_backend,
     portable_state,
     validate_metadata_keys,
@@ -70,6 +69,7 @@ from rerank_integrations.base import Reranker, backend_path  # noqa: E402
 from rerank_integrations.errors import RerankInputError, RerankTypeError  # noqa: E402
 from rerank_integrations.metadata import MetadataFormatter  # noqa: E402
 from rerank_integrations.results import RerankResult  # noqa: E402
+from rerank_integrations.trust import check_untrusted_settings  # noqa: E402
 from rerank_integrations.validation import (  # noqa: E402
     bool_value,
     optional_mapping,
@@ -215,7 +215,11 @@ class RerankRanker:
             if setting is not None and effective_backend not in (None, only):
                 raise RerankInputError(name, f"is only used by the {only} backend")
         if (given_kwargs := optional_mapping("reranker_kwargs", reranker_kwargs)) is not None:
-            check_reranker_settings(given_kwargs, field="reranker_kwargs")
+            check_untrusted_settings(
+                given_kwargs,
+                field="reranker_kwargs",
+                defaults={"base_url": base_url, "api_format": api_format},
+            )
         local_kwargs(model_kwargs, tokenizer_kwargs)  # validate the keys now
         if backend is not None:
             backend_path(str_value("backend", backend))  # imported in warm_up, after the allowlist
@@ -226,7 +230,7 @@ class RerankRanker:
         }  # fmt: skip
         source = reranker_source(reranker, plain)
         if isinstance(source, dict):
-            check_reranker_settings(source, field="reranker")
+            check_untrusted_settings(source, field="reranker")
 
         self.reranker = source  # a Reranker (the caller's: never closed here) or a config dict
         self.backend = effective_backend

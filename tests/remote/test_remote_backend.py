@@ -695,7 +695,10 @@ def test_api_key_from_environment(
     reranker = make(server, waits, api_key_env="MY_RERANK_KEY")
     config = reranker.to_config()
     assert config["api_key_env"] == "MY_RERANK_KEY" and SECRET not in json.dumps(config)
-    rebuilt = Reranker.from_config(config)
+    with pytest.raises(RerankInputError) as info:  # a config is data: it may not pick the var
+        Reranker.from_config(config)
+    assert info.value.field == "config['api_key_env']" and server.requests == []
+    rebuilt = Reranker.from_config(config, trusted=True)  # your own config: opt in
     rebuilt.rerank("q", DOCS)
     assert server.requests[0].headers["Authorization"] == f"Bearer {SECRET}"
 

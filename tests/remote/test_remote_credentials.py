@@ -8,7 +8,11 @@ from typing import Any
 
 import pytest
 
-from rerank_integrations.backends.remote.credentials import Endpoint, resolve_endpoint
+from rerank_integrations.backends.remote.credentials import (
+    Endpoint,
+    reads_by_itself,
+    resolve_endpoint,
+)
 from rerank_integrations.errors import RerankInputError, RerankTypeError
 
 SECRET = "sk-test-3f9a1c0d5e7b42"
@@ -90,6 +94,34 @@ def test_api_key_env_names_the_variable_for_any_host() -> None:
     assert resolve("vllm", base_url=CUSTOM, api_key_env="MY_ROUTER_KEY", environ=env).api_key == (
         SECRET
     )
+
+
+@pytest.mark.parametrize(
+    ("api_format", "base_url", "name", "expected"),
+    [
+        (None, None, "CONTEXTUAL_API_KEY", True),  # None: the default format, contextual
+        ("contextual", "https://api.contextual.ai/v1/", "CONTEXTUAL_API_KEY", True),
+        ("contextual", "https://api.contextual.ai/v1/rerank", "CONTEXTUAL_API_KEY", True),
+        ("cohere", None, "CO_API_KEY", True),
+        ("jina", None, "JINA_API_KEY", True),
+        ("contextual", CUSTOM, "CONTEXTUAL_API_KEY", False),  # another host
+        ("contextual", "http://api.contextual.ai/v1", "CONTEXTUAL_API_KEY", False),
+        ("contextual", "https://u:p@api.contextual.ai/v1", "CONTEXTUAL_API_KEY", False),
+        ("contextual", "https://api.contextual.ai/v1?x=1", "CONTEXTUAL_API_KEY", False),
+        ("contextual", None, "JINA_API_KEY", False),  # another format's variable
+        ("contextual", None, "AWS_SECRET_ACCESS_KEY", False),
+        ("vllm", CUSTOM, "VLLM_API_KEY", False),  # no public host, no own variable
+        ("voyage", None, "CONTEXTUAL_API_KEY", False),  # bad values are False, not errors
+        ("contextual", "not a url", "CONTEXTUAL_API_KEY", False),
+        (3, None, "CONTEXTUAL_API_KEY", False),
+    ],
+)
+def test_reads_by_itself_only_the_formats_own_variable_for_its_public_host(
+    api_format: Any, base_url: Any, name: str, expected: bool
+) -> None:
+    """The one api_key_env a config from data may hold (rerank_integrations.trust): the
+    variable the backend would read for this URL without being told."""
+    assert reads_by_itself(api_format, base_url, name) is expected
 
 
 def test_explicit_key_wins_and_is_stripped() -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from rerank_integrations.base import Reranker
 from rerank_integrations.errors import RerankInputError, RerankTypeError
+from rerank_integrations.trust import check_key_variable
 from rerank_integrations.validation import str_value
 
 
@@ -63,10 +64,15 @@ def build_reranker(
     """Return ``reranker``, build it from its ``to_config()`` dict, or build one from plain
     settings (:func:`reranker_source`'s rule). ``backend`` is ``"local"``, ``"remote"`` or a
     ``"module:Class"`` path; settings whose value is ``None`` are left out (the backend's
-    defaults apply)."""
+    defaults apply).
+
+    A config dict is built as trusted: the adapter checked it where it came in (its
+    constructor, :func:`~rerank_integrations._adapters.policy.check_adapter_settings`), or it
+    is the ``to_config()`` of a reranker built in code (a pickled or copied adapter), and it
+    may hold the adapter's own ``api_key``."""
     given = reranker_source(reranker, {"backend": backend, **settings})
     if given is not None:
-        return given if isinstance(given, Reranker) else Reranker.from_config(given)
+        return given if isinstance(given, Reranker) else Reranker.from_config(given, trusted=True)
     if backend is None:
         raise RerankInputError("backend", "no reranker given: set backend ('local' or 'remote')")
     from rerank_integrations.config import resolve_backend
@@ -229,12 +235,18 @@ def refresh_holder(
 ) -> LazyReranker:
     """The holder for an adapter's current ``reranker`` (an object or a ``to_config()`` dict) or
     plain ``settings`` (which include ``backend``: ``"local"`` when ``None``), checked by
-    :func:`reranker_source`; ``key`` is the API key. See :func:`refresh_reranker`."""
+    :func:`reranker_source`; ``key`` is the API key. See :func:`refresh_reranker`.
+
+    Plain settings serialise with the adapter, so whoever set them they never choose the key's
+    variable (:func:`~rerank_integrations.trust.check_key_variable`, on the settings as built:
+    ``reranker_kwargs`` over ``base_url``/``api_format``), checked on every use so that a
+    reassigned ``base_url`` is caught before any request."""
     source = reranker_source(reranker, settings, key=key)
     if isinstance(source, dict):
         return refresh_reranker(holder, config=source, owner=owner)
     if source is not None:
         return refresh_reranker(holder, source, owner=owner)
+    check_key_variable(settings, field="reranker_kwargs")
     plain = {**({} if key is None else {"api_key": key}), **settings}
     backend = plain.pop("backend", None) or "local"
     return refresh_reranker(holder, backend=backend, owner=owner, **plain)

@@ -3,11 +3,15 @@
 - **The argument rule** (:func:`check_adapter_settings`): the core's rule (wrong type ->
   :class:`RerankTypeError`, bad value -> :class:`RerankInputError`, naming the field) for every
   adapter setting, before the framework's own validation (which would quote the input).
-- **Untrusted settings** (:func:`check_backend_allowed`, :func:`check_reranker_settings`): a
-  ``"module:Class"`` backend (:func:`backend_path`) is imported only when its module is this
-  package's or is listed in the :data:`ALLOWED_BACKENDS_ENV` environment variable; settings
-  (``reranker_kwargs``, a ``to_config()`` dict) never switch on ``trust_remote_code`` /
-  ``allow_pickle`` nor carry an ``api_key``.
+- **Untrusted settings** (:func:`check_backend_allowed`, and
+  :func:`rerank_integrations.trust.check_untrusted_settings`, the rule ``Reranker.from_config``
+  applies too): a ``"module:Class"`` backend (:func:`backend_path`) is imported only when its
+  module is this package's or is listed in the :data:`ALLOWED_BACKENDS_ENV` environment
+  variable; settings (``reranker_kwargs``, a ``to_config()`` dict) never switch on
+  ``trust_remote_code`` / ``allow_pickle``, carry an ``api_key`` nor choose the key's variable
+  (``api_key_env`` only as the format's own for its public host). Settings an adapter holds
+  serialise, so the rule holds for them whoever set them: code that needs more passes a
+  reranker built in code as ``reranker=``.
 - **Pickling** (:func:`portable_state`, :func:`key_after_unpickle`): a pickle never holds the key
   or the loaded model.
 """
@@ -21,6 +25,7 @@ from typing import Any
 from rerank_integrations._adapters.holder import reranker_source
 from rerank_integrations.base import Reranker, backend_path
 from rerank_integrations.errors import RerankError, RerankInputError, RerankTypeError
+from rerank_integrations.trust import check_untrusted_settings
 from rerank_integrations.validation import (
     bool_value,
     mapping_value,
@@ -44,9 +49,6 @@ def validate_metadata_keys(keys: object) -> tuple[str, ...] | None:
 
 ALLOWED_BACKENDS_ENV = "RERANK_INTEGRATIONS_ALLOWED_BACKENDS"
 """Environment variable: comma-separated module prefixes a ``"module:Class"`` backend may use."""
-
-UNSAFE_SETTINGS: tuple[str, ...] = ("trust_remote_code", "allow_pickle")
-"""Reranker settings that may run code or unpickle data: never switched on from settings."""
 
 
 def load_backend(backend: str, *, field: str = "backend") -> type[Reranker]:
@@ -84,30 +86,6 @@ def check_backend_allowed(backend: object, *, field: str = "backend") -> None:
     load_backend(name, field=field)
 
 
-def check_reranker_settings(settings: Mapping[str, Any], *, field: str) -> None:
-    """Refuse settings that must not come from data: an API key, or an unsafe switch.
-
-    ``settings`` is a ``reranker_kwargs`` mapping or a ``to_config()`` dict (``field`` names
-    it). ``trust_remote_code`` / ``allow_pickle`` set to anything but ``False``/``None`` and
-    any ``api_key`` raise :class:`RerankInputError` naming ``field[key]`` (never the value).
-    """
-    if settings.get("api_key") is not None:
-        raise RerankInputError(
-            f"{field}['api_key']",
-            "an API key is never taken from reranker settings (they are serialised and shown "
-            "in repr): pass it as the adapter's api_key=... (masked, never serialised), or "
-            "let the backend read its environment variable",
-        )
-    for name in UNSAFE_SETTINGS:
-        if settings.get(name) not in (None, False):
-            raise RerankInputError(
-                f"{field}[{name!r}]",
-                f"{name} cannot be switched on from settings (a loaded config could run code "
-                "or unpickle data): build the reranker in code, e.g. "
-                f"LocalReranker(model, {name}=True), and pass it as reranker=...",
-            )
-
-
 # --------------------------------------------------------------------------- the argument rule
 
 
@@ -140,7 +118,7 @@ def _check_reranker_arg(field: str, value: object) -> None:
     settings from data, and its backend allowed, before anything is imported."""
     if isinstance(reranker_source(value, {}, field=field), dict):
         config = mapping_value(field, value)
-        check_reranker_settings(config, field=field)
+        check_untrusted_settings(config, field=field)
         check_backend_allowed(config.get("backend"), field=f"{field}['backend']")
 
 
@@ -161,7 +139,7 @@ _SETTING_CHECKS: dict[str, Callable[[str, object], object]] = {
     "model_format": optional_str,
     "device": optional_str,
     "api_key": _check_api_key,
-    "reranker_kwargs": lambda f, v: check_reranker_settings(mapping_value(f, v), field=f),
+    "reranker_kwargs": lambda f, v: check_untrusted_settings(mapping_value(f, v), field=f),
     "top_n": lambda f, v: validate_top_n(v, field=f),
     "score_threshold": lambda f, v: validate_score_threshold(v, field=f),
     "instruction": lambda f, v: validate_instruction(v, field=f),

@@ -41,11 +41,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from rerank_integrations.backends.remote.formats import WireFormat, get_format
-from rerank_integrations.errors import RerankInputError
+from rerank_integrations.backends.remote.formats import DEFAULT_API_FORMAT, WireFormat, get_format
+from rerank_integrations.errors import RerankError, RerankInputError
 from rerank_integrations.validation import optional_str
 
-__all__ = ["Endpoint", "resolve_endpoint", "split_userinfo", "without_userinfo"]
+__all__ = ["Endpoint", "reads_by_itself", "resolve_endpoint", "split_userinfo", "without_userinfo"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +208,22 @@ def resolve_endpoint(
         display_url=urlunsplit((parts.scheme, shown_host, path + fmt.path, shown_query, "")),
         secrets=tuple(s for s in (key, *url_secrets, *query_secrets) if s),
     )
+
+
+def reads_by_itself(api_format: object, base_url: object, name: str) -> bool:
+    """Whether a reranker with this ``api_format`` (``None``: the default) and ``base_url``,
+    given neither ``api_key`` nor ``api_key_env``, reads the variable ``name`` by itself: ``name``
+    is one of the format's own variables and the URL is its public host, as
+    :func:`resolve_endpoint` decides it. A bad format or URL is ``False`` (never an error).
+
+    The one ``api_key_env`` a config from data may hold (:mod:`rerank_integrations.trust`): it
+    changes nothing the backend would not do anyway."""
+    fmt = DEFAULT_API_FORMAT if api_format is None else api_format
+    try:  # a pure resolution: the placeholder value is never sent anywhere
+        endpoint = resolve_endpoint(fmt, base_url, None, None, {name: "placeholder"})
+    except RerankError:
+        return False
+    return endpoint.api_key is not None
 
 
 def _find_key(

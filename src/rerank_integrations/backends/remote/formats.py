@@ -386,6 +386,9 @@ FORMATS: Mapping[str, WireFormat] = {
 API_FORMATS: tuple[str, ...] = tuple(sorted(FORMATS))
 """The accepted ``api_format`` names."""
 
+DEFAULT_API_FORMAT = "contextual"
+"""``RemoteReranker``'s ``api_format`` when none is given."""
+
 
 def get_format(name: object) -> WireFormat:
     """The :class:`WireFormat` called ``name``: a non-str is a RerankTypeError, an unknown

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from rerank_integrations.backends.remote import async_io, sync_io
 from rerank_integrations.backends.remote.budgets import DEFAULT_MAX_RESPONSE_BYTES
 from rerank_integrations.backends.remote.clients import Clients
-from rerank_integrations.backends.remote.formats import WireRequest
+from rerank_integrations.backends.remote.formats import DEFAULT_API_FORMAT, WireRequest
 from rerank_integrations.backends.remote.limits import (
     LearnedLimits,
     Limits,
@@ -138,7 +138,7 @@ class RemoteReranker(Reranker):
         self,
         model: str = DEFAULT_MODEL,
         *,
-        api_format: str = "contextual",
+        api_format: str = DEFAULT_API_FORMAT,
         base_url: str | None = None,
         api_key: str | None = None,
         api_key_env: str | None = None,
