@@ -34,7 +34,8 @@ UNSAFE_SETTINGS: tuple[str, ...] = ("trust_remote_code", "allow_pickle")
 
 OPT_IN = (
     "build the reranker in code and pass it to the adapter as reranker=..., or load a config "
-    "you wrote yourself with Reranker.from_config(config, trusted=True)"
+    "you wrote yourself with Reranker.from_config(config, trusted=True) (on the command line: "
+    "--trust-config)"
 )
 """How code opts in to what a config from data may not do (ends every refusal's message)."""
 

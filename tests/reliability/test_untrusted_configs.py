@@ -287,3 +287,25 @@ def test_adapter_settings_never_choose_the_key_variable(
     with pytest.raises(RerankInputError) as info:
         obj.warm_up() if adapter == "haystack" else obj.get_reranker()
     assert_refused(info.value, "reranker_kwargs['api_key_env']", attacker)
+
+
+def test_cli_config_file_is_data_unless_trust_config(
+    attacker: HostileServer, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``run --config evil.json`` exits 2 before any request; ``--trust-config`` (a file you
+    wrote) builds it as given."""
+    from rerank_integrations.cli import main
+
+    data = tmp_path / "data"
+    (data / "qrels").mkdir(parents=True)
+    (data / "corpus.jsonl").write_text('{"_id": "d0", "title": "", "text": "alpha"}\n')
+    (data / "queries.jsonl").write_text('{"_id": "q1", "text": "alpha"}\n')
+    (data / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td0\t1\n")
+    config = tmp_path / "evil.json"
+    config.write_text(json.dumps(remote_config(attacker)))
+    argv = ["run", "--data", str(data), "--config", str(config), "-q"]
+    assert main([*argv, "-o", str(tmp_path / "out.trec")]) == 2
+    assert "config['api_key_env']" in capsys.readouterr().err
+    assert attacker.requests == [] and not (tmp_path / "out.trec").exists()
+    assert main([*argv, "-o", str(tmp_path / "out2.trec"), "--trust-config"]) == 0
+    assert attacker.requests[0].headers["authorization"] == f"Bearer {SECRET}"

@@ -84,6 +84,12 @@ def _add_rerank_args(p: argparse.ArgumentParser, *, many: bool) -> None:
         default=[] if many else None,
         help="reranker config JSON (to_config() output)" + (" (repeatable)" if many else ""),
     )
+    r.add_argument(
+        "--trust-config",
+        action="store_true",
+        help="let --config files name any key variable (api_key_env) and switch on "
+        "trust_remote_code / allow_pickle; only for files you wrote (docs/reliability.md)",
+    )
     r.add_argument("--backend", choices=["local", "remote"], default="local")
     r.add_argument("--model-format", default=None, help="local: ctxl-v2, mxbai-v2, ...")
     r.add_argument("--device", default=None, help="local: cuda, cpu, mps")
@@ -176,7 +182,8 @@ def settings_from_args(args: argparse.Namespace, model: str) -> dict[str, object
 
 def _rerankers(args: argparse.Namespace) -> list[tuple[str, dict[str, Any], str]]:
     """``(name, config, source)`` for each ``--model`` and ``--config``, names made unique;
-    the source (the model id or the config's path) is what reports show, never the config."""
+    the source (the model id or the config's path) is what reports show, never the config.
+    A ``--config`` file is data: it is built untrusted unless ``--trust-config``."""
     from rerank_integrations.ir.pipeline import load_config, tag_for
 
     models = args.model if isinstance(args.model, list) else [args.model] * (args.model is not None)
@@ -311,6 +318,7 @@ def _run(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         resume=not args.overwrite,
         progress=_progress(args),
+        trusted=args.trust_config,
     )
     if not args.quiet:
         sys.stderr.write(_summary(args.output, summary))
@@ -385,6 +393,7 @@ def _eval(args: argparse.Namespace) -> int:
                     concurrency=args.concurrency,
                     resume=args.runs_dir is not None,
                     progress=_progress(args),
+                    trusted=args.trust_config,
                 )
                 if not args.quiet:
                     sys.stderr.write(_summary(str(out), summary))

@@ -203,8 +203,10 @@ def rerank_model(
     concurrency: int,
     resume: bool,
     progress: Callable[[int, int], ProgressBar] | None,
+    trusted: bool = False,
 ) -> BulkSummary:
-    """Rerank ``jobs`` into ``output`` with the reranker ``config`` describes.
+    """Rerank ``jobs`` into ``output`` with the reranker ``config`` describes (built as data
+    unless ``trusted``: see :func:`rerank_integrations.trust.check_untrusted_settings`).
 
     The output is checked for resuming BEFORE the reranker is built (a mismatch fails
     without loading a model), and nothing is built when every query is already done.
@@ -212,7 +214,7 @@ def rerank_model(
     plan = plan_output(output, jobs, tag=tag, settings=public_settings(config), resume=resume)
     if not plan.todo:
         return rerank_to_file(None, jobs, plan, tag=tag, progress=progress)
-    with Reranker.from_config(dict(config)) as reranker:
+    with Reranker.from_config(dict(config), trusted=trusted) as reranker:
         return rerank_to_file(
             reranker, jobs, plan, tag=tag, concurrency=concurrency, progress=progress
         )
