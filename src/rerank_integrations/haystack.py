@@ -57,11 +57,12 @@ from rerank_integrations._adapters.haystack_rules import (  # noqa: E402
 )
 from rerank_integrations._adapters.holder import (  # noqa: E402
     LazyReranker,
+    check_backend_arguments,
+    load_backend,
     refresh_holder,
     reranker_source,
 )
 from rerank_integrations._adapters.policy import (  # noqa: E402
-    load_backend,
     portable_state,
     validate_metadata_keys,
 )
@@ -72,6 +73,7 @@ from rerank_integrations.results import RerankResult  # noqa: E402
 from rerank_integrations.trust import check_untrusted_settings  # noqa: E402
 from rerank_integrations.validation import (  # noqa: E402
     bool_value,
+    checked_keywords,
     optional_mapping,
     optional_str_sequence,
     sequence_of,
@@ -132,6 +134,7 @@ class RerankRanker:
     ``meta[RAW_SCORE_KEY]`` (``"rerank_raw_score"``) the backend's native score.
     """
 
+    @checked_keywords
     def __init__(
         self,
         reranker: Reranker | Mapping[str, Any] | None = None,
@@ -260,6 +263,14 @@ class RerankRanker:
         self._holder: LazyReranker | None = None  # the same lazy holder as the other adapters
         self._key_dropped = False
         self._options()  # validate now: a bad top_k/threshold/... fails at construction
+        if source is None and effective_backend in ("local", "remote"):  # a typo fails now
+            given = {"model": model, "base_url": base_url, "api_format": api_format}
+            given |= {"device": device, "api_key": api_key} | dict(reranker_kwargs or {})
+            if effective_backend == "local":
+                given |= local_kwargs(model_kwargs, tokenizer_kwargs)
+            check_backend_arguments(
+                effective_backend, [k for k, v in given.items() if v is not None]
+            )
 
     def _options(self) -> RerankOptions:
         """The rerank options, read from the attributes on every call (so a reassigned
@@ -442,6 +453,7 @@ class RerankRanker:
         return {"documents": out}
 
     @component.output_types(documents=list[Document])
+    @checked_keywords
     def run(
         self,
         query: str,
@@ -472,6 +484,7 @@ class RerankRanker:
         return self._outputs(call, results)
 
     @component.output_types(documents=list[Document])
+    @checked_keywords
     async def run_async(
         self,
         query: str,

@@ -50,7 +50,7 @@ from rerank_integrations._adapters.pydantic_model import (  # noqa: E402
 from rerank_integrations.base import Reranker  # noqa: E402
 from rerank_integrations.errors import RerankInputError, RerankTypeError  # noqa: E402
 from rerank_integrations.results import RerankResult  # noqa: E402
-from rerank_integrations.validation import sequence_of  # noqa: E402
+from rerank_integrations.validation import checked_keywords, sequence_of  # noqa: E402
 
 __all__ = ["RerankCompressor"]
 
@@ -101,6 +101,7 @@ class RerankCompressor(PydanticAdapter, BaseDocumentCompressor, Serializable):
             for doc, result in pair_results(documents, results)
         ]
 
+    @checked_keywords
     def compress_documents(
         self,
         documents: Sequence[Document],
@@ -124,6 +125,7 @@ class RerankCompressor(PydanticAdapter, BaseDocumentCompressor, Serializable):
         )  # fmt: skip
         return self._rebuild(docs, results)
 
+    @checked_keywords
     async def acompress_documents(
         self,
         documents: Sequence[Document],

@@ -16,9 +16,13 @@ copies the caller's sequences into tuples, so nothing a backend does can mutate 
 
 from __future__ import annotations
 
+import difflib
+import functools
+import inspect
 import math
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 from rerank_integrations.errors import RerankInputError, RerankTypeError
@@ -314,3 +318,60 @@ def validate_request(
         metadata=validate_metadata(metadata, len(docs)),
         top_n=validate_top_n(top_n),
     )
+
+
+NAMES_ELSEWHERE: Mapping[str, str] = MappingProxyType(
+    {"top_k": "top_n", "top_n": "top_k", "model_name": "model", "threshold": "score_threshold"}
+)
+"""What other rerankers call an argument (LangChain's and LlamaIndex's ``top_n`` is Haystack's
+``top_k``, ...): suggested first when the name the caller used is one of these."""
+
+
+def unknown_name(
+    name: str, known: Iterable[str], *, field: str | None = None, of: str = ""
+) -> RerankTypeError:
+    """``name`` is not an argument: a :class:`RerankTypeError` (as Python's own "unexpected
+    keyword argument") naming ``field`` (default ``name``) and suggesting the closest valid
+    name: the other frameworks' spelling first (:data:`NAMES_ELSEWHERE`), else the nearest by
+    spelling. ``of`` names what takes the arguments (``"RemoteReranker"``)."""
+    valid = sorted(set(known))
+    hint = NAMES_ELSEWHERE.get(name)
+    if hint not in valid:
+        close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
+        hint = close[0] if close else None
+    suggestion = f"; did you mean {hint!r}?" if hint else ""
+    owner = f" of {of}" if of else ""
+    return RerankTypeError(field or name, f"is not an argument{owner}{suggestion}")
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def checked_keywords(function: F) -> F:
+    """``function`` (sync or async), refusing an unknown keyword argument with
+    :func:`unknown_name` (``compress_documents(top_k=1)``: "did you mean 'top_n'?") instead
+    of Python's bare TypeError. The signature stays ``function``'s (frameworks inspect it)."""
+    params = inspect.signature(function).parameters
+    valid = [n for n, p in params.items() if n != "self" and p.kind is not p.VAR_POSITIONAL]
+    owner = function.__qualname__.replace(".__init__", "")
+
+    def check(kwargs: Mapping[str, Any]) -> None:
+        for name in kwargs:
+            if name not in params:
+                raise unknown_name(name, valid, of=owner)
+
+    if inspect.iscoroutinefunction(function):
+
+        @functools.wraps(function)
+        async def checked_async(*args: Any, **kwargs: Any) -> Any:
+            check(kwargs)
+            return await function(*args, **kwargs)
+
+        return checked_async  # type: ignore[return-value]
+
+    @functools.wraps(function)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        check(kwargs)
+        return function(*args, **kwargs)
+
+    return checked  # type: ignore[return-value]

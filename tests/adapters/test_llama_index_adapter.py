@@ -416,7 +416,7 @@ def test_serialisation_round_trip_with_reranker_object(fake: FakeReranker) -> No
 def test_construction_errors(fake: FakeReranker) -> None:
     with pytest.raises(ValueError, match="not both"):
         RerankPostprocessor(reranker=fake, model="m")
-    with pytest.raises(ValueError):
+    with pytest.raises(TypeError, match="did you mean 'top_n'"):
         RerankPostprocessor(reranker=fake, top_k=3)  # a typo is not silently ignored
 
 
@@ -428,7 +428,7 @@ def test_settings_build_lazily_and_follow_changes() -> None:
     assert ids(pp.postprocess_nodes(scored(), query_str="q")) == EXPECTED_ORDER
     pp.model = "m2"
     assert pp.get_reranker().model_name == "m2"
-    lazy = RerankPostprocessor(backend=path, reranker_kwargs={"no_such_argument": 1})
+    lazy = RerankPostprocessor(backend=path, reranker_kwargs={"scores": 7})  # fails if built
     assert lazy.postprocess_nodes([], query_str="q") == []  # nothing built for empty input
     assert not lazy._lazy().built
 

@@ -9,15 +9,16 @@ holder when the settings were reassigned; the replaced reranker is closed once i
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
-from rerank_integrations.base import Reranker
+from rerank_integrations.base import Reranker, resolve_backend
 from rerank_integrations.errors import RerankInputError, RerankTypeError
 from rerank_integrations.trust import check_key_variable
-from rerank_integrations.validation import str_value
+from rerank_integrations.validation import str_value, unknown_name
 
 
 def reranker_source(
@@ -249,4 +250,38 @@ def refresh_holder(
     check_key_variable(settings, field="reranker_kwargs")
     plain = {**({} if key is None else {"api_key": key}), **settings}
     backend = plain.pop("backend", None) or "local"
+    check_backend_arguments(backend, [name for name, value in plain.items() if value is not None])
     return refresh_reranker(holder, backend=backend, owner=owner, **plain)
+
+
+def load_backend(backend: str, *, field: str = "backend") -> type[Reranker]:
+    """The backend's class (its module imported now): a missing module or class, or one that is
+    not a ``Reranker``, is a :class:`RerankInputError` naming ``field`` (not a late failure)."""
+    try:
+        return resolve_backend(backend)
+    except RerankInputError as exc:
+        raise RerankInputError(field, str(exc).removeprefix(f"{exc.field}: ")) from None
+    except (ImportError, AttributeError) as exc:
+        raise RerankInputError(field, f"cannot load {backend!r}: {type(exc).__name__}") from None
+
+
+ADAPTER_SETTINGS = ("model", "base_url", "api_key", "api_format", "model_format", "device")
+"""Backend arguments an adapter takes as fields of its own (the rest: ``reranker_kwargs``)."""
+
+
+def check_backend_arguments(backend: str, names: Sequence[str]) -> None:
+    """Every name an adapter will pass to the backend's constructor is one it takes: checked
+    when the adapter is made (and on reassignment), not at the first query as a bare
+    TypeError. A name that is not an argument is a RerankTypeError naming the adapter's field
+    (``reranker_kwargs['max_retrys']``, or ``model_format`` for the remote backend) and
+    suggesting the closest argument. A backend whose constructor takes ``**kwargs`` is not
+    checked."""
+    cls = load_backend(backend)
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    valid = [n for n, p in params.items() if n != "self" and not n.startswith("_")]
+    for name in names:
+        if name not in params:
+            field = name if name in ADAPTER_SETTINGS else f"reranker_kwargs[{name!r}]"
+            raise unknown_name(name, valid, field=field, of=cls.__name__)

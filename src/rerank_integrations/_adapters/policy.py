@@ -22,7 +22,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from rerank_integrations._adapters.holder import reranker_source
+from rerank_integrations._adapters.holder import load_backend, reranker_source
 from rerank_integrations.base import Reranker, backend_path
 from rerank_integrations.errors import RerankError, RerankInputError, RerankTypeError
 from rerank_integrations.trust import check_untrusted_settings
@@ -49,19 +49,6 @@ def validate_metadata_keys(keys: object) -> tuple[str, ...] | None:
 
 ALLOWED_BACKENDS_ENV = "RERANK_INTEGRATIONS_ALLOWED_BACKENDS"
 """Environment variable: comma-separated module prefixes a ``"module:Class"`` backend may use."""
-
-
-def load_backend(backend: str, *, field: str = "backend") -> type[Reranker]:
-    """The backend's class (its module imported now): a missing module or class, or one that is
-    not a ``Reranker``, is a :class:`RerankInputError` naming ``field`` (not a late failure)."""
-    from rerank_integrations.config import resolve_backend
-
-    try:
-        return resolve_backend(backend)
-    except RerankInputError as exc:
-        raise RerankInputError(field, str(exc).removeprefix(f"{exc.field}: ")) from None
-    except (ImportError, AttributeError) as exc:
-        raise RerankInputError(field, f"cannot load {backend!r}: {type(exc).__name__}") from None
 
 
 def check_backend_allowed(backend: object, *, field: str = "backend") -> None:

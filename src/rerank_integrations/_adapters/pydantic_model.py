@@ -29,6 +29,7 @@ from rerank_integrations._adapters.policy import (
     sanitized_validation_error,
 )
 from rerank_integrations.base import Reranker
+from rerank_integrations.validation import unknown_name
 
 ADAPTER_CONFIG = ConfigDict(extra="forbid", arbitrary_types_allowed=True, validate_assignment=True)
 """Each adapter sets this again (pydantic lets the framework's later base override it)."""
@@ -76,6 +77,9 @@ class PydanticAdapter(BaseModel):
     _key_dropped: bool = PrivateAttr(default=False)
 
     def __init__(self, **data: Any) -> None:
+        for name in data:  # "top_k" -> "did you mean 'top_n'?", before pydantic's own error
+            if name not in type(self).model_fields:
+                raise unknown_name(name, type(self).model_fields, of=type(self).__name__)
         check_adapter_settings(data)  # the core's typed errors, before pydantic sees the input
         try:
             super().__init__(**data)
@@ -83,6 +87,8 @@ class PydanticAdapter(BaseModel):
             raise sanitized_validation_error(exc) from None
 
     def __setattr__(self, name: str, value: Any) -> None:
+        if not name.startswith("_") and name not in type(self).model_fields:
+            raise unknown_name(name, type(self).model_fields, of=type(self).__name__)
         check_adapter_settings({name: value})  # ``c.top_n = 0`` fails here, not on later calls
         try:
             super().__setattr__(name, value)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ __all__ = [
     "config_problem",
     "file_label",
     "json_problem",
+    "missing_local_model",
     "nesting_depth",
     "present_files",
 ]
@@ -142,3 +144,34 @@ def broken_json_file(model: str, names: Sequence[str]) -> tuple[str, str] | None
             if problem is not None:
                 return str(path), problem
     return None
+
+
+_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
+
+
+def missing_local_model(model: str) -> str | None:
+    """Why ``model``, written as a local path, cannot be a model (``None`` when it is a
+    directory, or when it reads as a hub id ``org/name``): the day-one mistake
+    ``LocalReranker("./ctxl-1b")`` says "no such directory", not the hub's "Repo id must be in
+    the form ...". A path is what starts with ``/``, ``./``, ``../``, ``~`` or a drive letter,
+    holds a backslash, or has more than one ``/``."""
+    pathlike = (
+        model.startswith(("/", "./", "../", "~", ".\\", "..\\"))
+        or model in (".", "..")
+        or "\\" in model
+        or _DRIVE.match(model) is not None
+        or model.count("/") > 1
+    )
+    path = Path(os.path.expanduser(model))
+    if not pathlike or path.is_dir():
+        return None
+    if path.exists():
+        return (
+            f"{model!r} is a file, not a model directory (a local model is a directory "
+            "holding config.json, the tokenizer files and the weights)"
+        )
+    return (
+        f"no such directory {model!r} (resolved to {str(path.resolve())!r}); a local model is "
+        "a directory holding config.json, the tokenizer files and the weights, and a hub id "
+        "has the form 'org/name'"
+    )

@@ -37,6 +37,7 @@ from rerank_integrations.backends.local.files import (
     broken_json_file,
     config_problem,
     file_label,
+    missing_local_model,
 )
 from rerank_integrations.backends.local.formats import detect_format
 from rerank_integrations.backends.local.formats.base import LocalFormat, ModelInfo
@@ -246,6 +247,9 @@ def load_model(
     ``formats`` that matches) and let the format build it (see the module docstring).
     ``quantize="int8"``: the built model's linear layers are quantised (:mod:`.quantize`; CPU
     only, checked before the weights load)."""
+    missing = missing_local_model(model)  # before torch is even imported
+    if missing is not None:
+        raise ModelLoadError(missing)
     torch = import_extra("torch", extra="local", feature=_FEATURE)
     transformers = import_extra("transformers", extra="local", feature=_FEATURE)
     dev = resolve_device(torch, device)
