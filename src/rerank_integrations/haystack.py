@@ -426,10 +426,7 @@ class RerankRanker:
         """
         options = self._options()
         keys = self.metadata_keys if self.metadata_keys is not None else self.meta_fields_to_embed
-        # only metadata_keys is an opt-in to the metadata argument; meta_fields_to_embed is text
-        channel = metadata_enabled(options, reranker)
-        if channel and keys is None and self.send_metadata is not True:
-            channel = False  # Haystack's meta_fields_to_embed=None: no metadata at all
+        channel = metadata_enabled(options, reranker)  # the one default of all three adapters
         fields = () if channel else (self.meta_fields_to_embed or ())
         affixes = (self.embedding_separator, self.document_prefix, self.document_suffix)
         texts = [document_text(d.content, d.meta, fields, *affixes) for d in call.docs]

@@ -9,11 +9,44 @@ from __future__ import annotations
 import datetime as _dt
 import enum
 import numbers
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 MetadataFormatter = Callable[[Mapping[str, Any]], str]
 """A user-supplied replacement for :func:`format_metadata`: ``meta -> str``."""
+
+LOADER_KEYS: frozenset[str] = frozenset(
+    {
+        # LangChain loaders and splitters (PyPDFLoader, Unstructured, text splitters)
+        "page", "page_label", "total_pages", "producer", "creator", "creationdate", "moddate",
+        "start_index", "filename", "file_directory", "filetype", "last_modified", "languages",
+        "element_id", "parent_id", "coordinates",
+        # LlamaIndex readers and nodes (SimpleDirectoryReader)
+        "file_path", "file_name", "file_type", "file_size", "creation_date",
+        "last_modified_date", "last_accessed_date", "doc_id", "ref_doc_id", "document_id",
+        # Haystack converters and splitters
+        "page_number", "split_id", "split_idx_start", "source_id",
+    }
+)  # fmt: skip
+"""Keys that document loaders of the three frameworks write as bookkeeping (file paths, pages,
+offsets, PDF producer and dates, ids): never what an instruction should weigh. Adapters leave
+them out of the metadata they send by default (:func:`without_loader_noise`); name them in
+``metadata_keys`` to send them anyway."""
+
+_LOCATION = re.compile(r"^(?:/|\./|\.\./|~|file:|[A-Za-z]:[\\/])")
+
+
+def without_loader_noise(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """``meta`` without :data:`LOADER_KEYS`, and without a ``source`` that is a file path
+    (LangChain loaders put the path there; a ``source`` such as ``"Reuters"`` or a URL stays)."""
+    return {
+        k: v
+        for k, v in meta.items()
+        if k not in LOADER_KEYS
+        and not (k == "source" and isinstance(v, str) and _LOCATION.match(v) is not None)
+    }
+
 
 MAX_INT_DIGITS = 30
 """Integers with more digits are rendered in scientific notation (7 significant digits)."""

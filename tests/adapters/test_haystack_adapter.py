@@ -254,13 +254,14 @@ def test_instruction_precedence() -> None:
     assert [c.query for c in reranker.calls] == [QUERY, table, table, QUERY]
 
 
-def test_default_sends_no_metadata_as_haystack_rankers() -> None:
-    # Haystack's meta_fields_to_embed=None embeds nothing: the same here, even for a slot model
+def test_default_sends_metadata_to_a_slot_like_the_other_adapters() -> None:
+    # meta_fields_to_embed=None embeds nothing in the TEXT (as Haystack's rankers); a reranker
+    # with a metadata slot gets the metadata in its slot, as in LangChain and LlamaIndex
     reranker = fake()
     RerankRanker(reranker).run(QUERY, DOCS)
     (call,) = reranker.calls
     assert call.documents == tuple(d.content for d in DOCS)
-    assert call.metadata is None
+    assert call.metadata == tuple(format_metadata(d.meta) for d in DOCS)
 
 
 def test_send_metadata_true_sends_every_field_without_embeddings_or_private_keys() -> None:

@@ -181,7 +181,8 @@ def test_metadata_mode_llm_and_all(fake: FakeReranker) -> None:
         scored(), query_str="q"
     )
     assert fake.calls[-1].metadata is not None
-    assert fake.calls[-1].metadata[0] == "source: IEA\ndate: 2021-06-01\nfile_path: /tmp/iea.pdf"
+    # ALL: nothing excluded by the node, but a loader's file_path is bookkeeping, not sent
+    assert fake.calls[-1].metadata[0] == "source: IEA\ndate: 2021-06-01"
     RerankPostprocessor(reranker=fake, metadata_mode=MetadataMode.NONE).postprocess_nodes(
         scored(), query_str="q"
     )

@@ -39,7 +39,7 @@ from rerank_integrations._adapters.holder import LazyReranker
 from rerank_integrations._adapters.policy import validate_metadata_keys
 from rerank_integrations.base import Reranker
 from rerank_integrations.errors import RerankInputError, RerankTypeError
-from rerank_integrations.metadata import MetadataFormatter, format_metadata
+from rerank_integrations.metadata import MetadataFormatter, format_metadata, without_loader_noise
 from rerank_integrations.ranking import select_results
 from rerank_integrations.results import RerankResult
 from rerank_integrations.validation import (
@@ -128,10 +128,8 @@ def resolve_instruction(
 
 
 def _select_keys(meta: Mapping[str, Any], keys: Sequence[str] | None) -> Mapping[str, Any]:
-    if keys is None:
-        if SCORE_KEYS.isdisjoint(meta):
-            return meta
-        return {k: v for k, v in meta.items() if k not in SCORE_KEYS}
+    if keys is None:  # the default: everything but our scores and loader bookkeeping
+        return {k: v for k, v in without_loader_noise(meta).items() if k not in SCORE_KEYS}
     return {k: meta[k] for k in keys if k in meta}
 
 
@@ -160,7 +158,7 @@ def render_metadata(
         if not meta:
             rendered.append("")
         elif formatter is None:
-            # format_metadata does the key selection itself; only strip the score keys.
+            # format_metadata selects named keys itself; by default drop scores and loader noise
             selected = meta if options.metadata_keys is not None else _select_keys(meta, None)
             rendered.append(format_metadata(selected, keys=options.metadata_keys))
         else:
