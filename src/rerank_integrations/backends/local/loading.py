@@ -247,15 +247,15 @@ def load_model(
     ``formats`` that matches) and let the format build it (see the module docstring).
     ``quantize="int8"``: the built model's linear layers are quantised (:mod:`.quantize`; CPU
     only, checked before the weights load)."""
-    missing = missing_local_model(model)  # before torch is even imported
-    if missing is not None:
-        raise ModelLoadError(missing)
     torch = import_extra("torch", extra="local", feature=_FEATURE)
     transformers = import_extra("transformers", extra="local", feature=_FEATURE)
     dev = resolve_device(torch, device)
     check_quantize_device(quantize, dev.type)
     tdtype = resolve_dtype(torch, dtype, dev)
 
+    missing = missing_local_model(model)  # "no such directory", not the hub's repo-id message
+    if missing is not None:
+        raise ModelLoadError(missing)
     config = read_config_dict(model, revision=revision)
     fmt = model_format if model_format is not None else detect_format(model, config, formats)
     if not fmt.loads_without_repository_code(ModelInfo(model, config)):
