@@ -12,10 +12,15 @@ process, phases alternated over ``--repeats`` rounds (best of N per phase):
 
 - ``loop``: ``for q in queries: reranker.rerank(q, docs)`` (what a user writes today);
 - ``bulk cN``: :func:`~rerank_integrations.ir.bulk.rerank_to_file` with ``concurrency=N``
-  (asyncio + ``arerank``; the local engine merges the pending queries into shared batches).
+  (asyncio + ``arerank``), deterministic as ``run`` is: each query's documents are batched
+  only among themselves;
+- ``merged cN``: the same with ``deterministic=False``: the local engine merges the pending
+  queries into shared batches (what ``run`` did before; the price of determinism is the gap
+  between the two).
 
-Reported: documents/second of each phase, the speedup over the loop, and the largest score
-difference of any phase from the loop with whether every query's ranking is the same.
+Reported: documents/second of each phase, the speedup over the loop, the largest score
+difference of any phase from the loop with whether every query's ranking is the same, and
+whether every query's run block is byte-identical to the loop's.
 Writes ``benchmarks/results/bulk-<device>.{json,md}``.
 """
 
@@ -104,12 +109,29 @@ def _loop(reranker: Any, jobs: list[Any]) -> dict[str, dict[str, float]]:
     return {j.query_id: result_scores(j, reranker.rerank(j.query, j.documents)) for j in jobs}
 
 
-def _bulk(reranker: Any, jobs: list[Any], concurrency: int, out: Path) -> dict[str, Any]:
+def _bulk(
+    reranker: Any, jobs: list[Any], concurrency: int, out: Path, *, deterministic: bool = True
+) -> dict[str, Any]:
     from rerank_integrations.ir.bulk import rerank_to_file
     from rerank_integrations.ir.formats import read_run
 
-    rerank_to_file(reranker, jobs, out, tag="bench", concurrency=concurrency, resume=False)
+    rerank_to_file(
+        reranker,
+        jobs,
+        out,
+        tag="bench",
+        concurrency=concurrency,
+        resume=False,
+        deterministic=deterministic,
+    )
     return read_run(out)
+
+
+def _same_bytes(a: dict[str, dict[str, float]], b: dict[str, dict[str, float]]) -> bool:
+    """Whether every query's run block would be written byte for byte the same."""
+    from rerank_integrations.ir.formats import format_run_block
+
+    return all(format_run_block(q, a[q], "t") == format_run_block(q, b[q], "t") for q in a)
 
 
 def _compare(a: dict[str, dict[str, float]], b: dict[str, dict[str, float]]) -> tuple[float, bool]:
@@ -141,6 +163,7 @@ def run_format(fmt: str, args: argparse.Namespace, work: Path) -> dict[str, Any]
         asyncio.run(reranker.arerank(jobs[0].query, jobs[0].documents[:4]))
         times: dict[str, list[float]] = {"loop": []}
         times.update({f"bulk c{c}": [] for c in args.concurrency})
+        times.update({f"merged c{c}": [] for c in args.concurrency})
         results: dict[str, Any] = {}
         phases = list(times)
         for rnd in range(args.repeats):
@@ -150,8 +173,9 @@ def run_format(fmt: str, args: argparse.Namespace, work: Path) -> dict[str, Any]
                 if phase == "loop":
                     res = _loop(reranker, jobs)
                 else:
-                    c = int(phase.split("c")[1])
-                    res = _bulk(reranker, jobs, c, work / f"{fmt}-{c}.trec")
+                    kind, c = phase.split(" c")
+                    out = work / f"{fmt}-{kind}-{c}.trec"
+                    res = _bulk(reranker, jobs, int(c), out, deterministic=kind == "bulk")
                 times[phase].append(time.perf_counter() - t0)
                 results.setdefault(phase, res)
                 log.info("%s %s round %d: %.2fs", fmt, phase, rnd, times[phase][-1])
@@ -170,6 +194,7 @@ def run_format(fmt: str, args: argparse.Namespace, work: Path) -> dict[str, Any]
                 "speedup": loop_s / best,
                 "max_abs_delta": delta,
                 "same_ranking": same,
+                "same_bytes": _same_bytes(results["loop"], results[phase]),
                 "all_seconds": times[phase],
             }
         )
@@ -188,15 +213,16 @@ def run_format(fmt: str, args: argparse.Namespace, work: Path) -> dict[str, Any]
 def render(results: list[dict[str, Any]]) -> str:
     lines = [
         "| format | queries x docs | phase | docs/s | speedup vs loop | max abs d score "
-        "vs loop | same ranking |",
-        "|---|---|---|---|---|---|---|",
+        "vs loop | same ranking | same bytes as loop |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         for row in r["rows"]:
             lines.append(
                 f"| {r['format']} | {r['queries']} x {r['docs_per_query']} | {row['phase']} "
                 f"| {row['docs_s']:.1f} | **{row['speedup']:.2f}x** "
-                f"| {row['max_abs_delta']:.1e} | {row['same_ranking']} |"
+                f"| {row['max_abs_delta']:.1e} | {row['same_ranking']} "
+                f"| {row.get('same_bytes')} |"
             )
     return "\n".join(lines)
 

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Self
 
+from rerank_integrations import tracing
 from rerank_integrations.errors import RerankerClosedError, RerankInputError, RerankTypeError
 from rerank_integrations.ranking import select_results
 from rerank_integrations.results import RerankResult
@@ -113,11 +114,20 @@ class Reranker(abc.ABC):
         ``top_n=None`` returns all. Empty ``documents`` returns ``[]`` without model or
         network work. Bad arguments raise a typed error before any work; after
         :meth:`close`, every call raises :class:`~rerank_integrations.errors.RerankerClosedError`.
+        With ``opentelemetry-api`` installed, the call runs under one OpenInference RERANKER
+        span (:mod:`rerank_integrations.tracing`, docs/observability.md).
         """
-        request = validate_request(
-            query, documents, instruction=instruction, metadata=metadata, top_n=top_n
-        )
-        self._check_open()
+        if tracing.ENABLED:
+            with tracing.RerankSpan(self) as span:
+                request = self._request(query, documents, instruction, metadata, top_n, span)
+                results = (
+                    select_results(self._score(request), top_n=request.top_n)
+                    if request.documents
+                    else []
+                )
+                span.results(request, results)
+                return results
+        request = self._request(query, documents, instruction, metadata, top_n, None)
         if not request.documents:
             return []
         return select_results(self._score(request), top_n=request.top_n)
@@ -132,13 +142,39 @@ class Reranker(abc.ABC):
         top_n: int | None = None,
     ) -> list[RerankResult]:
         """Async :meth:`rerank`; same parameters, same results, never blocks the event loop."""
-        request = validate_request(
-            query, documents, instruction=instruction, metadata=metadata, top_n=top_n
-        )
-        self._check_open()
+        if tracing.ENABLED:
+            with tracing.RerankSpan(self) as span:
+                request = self._request(query, documents, instruction, metadata, top_n, span)
+                results = (
+                    select_results(await self._ascore(request), top_n=request.top_n)
+                    if request.documents
+                    else []
+                )
+                span.results(request, results)
+                return results
+        request = self._request(query, documents, instruction, metadata, top_n, None)
         if not request.documents:
             return []
         return select_results(await self._ascore(request), top_n=request.top_n)
+
+    def _request(
+        self,
+        query: str,
+        documents: Sequence[str],
+        instruction: str | None,
+        metadata: Sequence[str] | None,
+        top_n: int | None,
+        span: tracing.RerankSpan | None,
+    ) -> RerankRequest:
+        """Validate the call (typed errors before any work), then refuse a closed reranker;
+        the span (a traced call) gets the validated request."""
+        request = validate_request(
+            query, documents, instruction=instruction, metadata=metadata, top_n=top_n
+        )
+        if span is not None:
+            span.request(request)
+        self._check_open()
+        return request
 
     @abc.abstractmethod
     def to_config(self) -> dict[str, Any]:

@@ -1,10 +1,17 @@
 """Rerank many queries concurrently into a TREC run file that an interrupted run resumes.
 
 **Concurrency.** :func:`arerank_jobs` keeps up to ``concurrency`` queries in flight as
-``arerank`` calls on ONE reranker. The local engine merges whatever is pending from all
-callers into shared token-budget batches, so concurrent queries fill batches that one query
-alone leaves ragged; the remote backend sends each query's sub-requests under its own
-``max_concurrency`` limit. Results do not depend on the concurrency.
+``arerank`` calls on ONE reranker (one query's tokenization overlaps another's model work);
+the remote backend sends each query's sub-requests under its own ``max_concurrency`` limit.
+
+**Determinism.** Each query's call runs in an isolated
+:func:`~rerank_integrations.backends.local.engine.call_scope` labelled with its query id: the
+local engine batches a query's documents only among themselves (never with another query's),
+so its scores are a function of its own inputs and the same command writes the byte-identical
+file at any concurrency, machine load or resume (docs/evaluation.md "Determinism"). The cost:
+a query's last batch may be ragged (docs/benchmarks.md); ``deterministic=False`` lets the
+engine merge the pending queries into shared batches instead. Warnings of the call
+(truncation) name the query id.
 
 **Resume.** Next to the run, ``<output>.meta.json`` records the tag, the reranker settings
 and a digest of every job's inputs (:func:`jobs_digest`); a run resumes only when all three
@@ -87,19 +94,35 @@ def result_scores(job: QueryJob, results: Sequence[RerankResult]) -> dict[str, f
 
 
 async def arerank_jobs(
-    reranker: Reranker, jobs: Iterable[QueryJob], *, concurrency: int, on_result: OnResult
+    reranker: Reranker,
+    jobs: Iterable[QueryJob],
+    *,
+    concurrency: int,
+    on_result: OnResult,
+    deterministic: bool = True,
 ) -> None:
-    """Rerank every job, at most ``concurrency`` at once; ``on_result`` runs in the event loop
-    as each one finishes (in completion order). The first error cancels the rest and is
-    raised as itself."""
+    """Rerank every job, at most ``concurrency`` at once, each in a call scope labelled with
+    its query id; ``on_result`` runs in the event loop as each one finishes (in completion
+    order). The first error cancels the rest and is raised as itself.
+
+    ``deterministic`` (default) isolates each query's call in the local engine: its documents
+    are batched only among themselves, so its scores do not depend on the other queries in
+    flight. ``False`` lets the engine merge concurrent queries into shared batches (faster
+    where one query does not fill the device; the last digits of the scores then depend on
+    timing)."""
     int_value("concurrency", concurrency, minimum=1)
+    # lazy: the scope is a contextvar of the local engine (no torch); a remote reranker
+    # ignores it
+    from rerank_integrations.backends.local.engine import call_scope
+
     slots = asyncio.Semaphore(concurrency)
 
     async def one(job: QueryJob) -> None:
         try:
-            results = await reranker.arerank(
-                job.query, job.documents, instruction=job.instruction, metadata=job.metadata
-            )
+            with call_scope(label=job.query_id, isolated=deterministic):  # this task only
+                results = await reranker.arerank(
+                    job.query, job.documents, instruction=job.instruction, metadata=job.metadata
+                )
             on_result(job, result_scores(job, results))
         finally:
             slots.release()
@@ -303,12 +326,14 @@ def rerank_to_file(
     resume: bool = True,
     progress: Callable[[int, int], ProgressBar] | None = None,
     settings: Mapping[str, Any] | None = None,
+    deterministic: bool = True,
 ) -> BulkSummary:
     """Rerank ``jobs`` into the TREC run ``output`` (see the module docstring).
 
     ``output`` is a path (checked here with :func:`plan_output`, given ``settings`` and
     ``resume``) or an :class:`OutputPlan` made before; ``reranker`` may be ``None`` only when
     that plan has nothing left to do. ``progress(total, done_before)`` builds the bar.
+    ``deterministic``: see :func:`arerank_jobs`.
     """
     int_value("concurrency", concurrency, minimum=1)
     out_plan = (
@@ -342,7 +367,13 @@ def rerank_to_file(
 
             if plan.todo and reranker is not None:
                 asyncio.run(
-                    arerank_jobs(reranker, plan.todo, concurrency=concurrency, on_result=on_result)
+                    arerank_jobs(
+                        reranker,
+                        plan.todo,
+                        concurrency=concurrency,
+                        on_result=on_result,
+                        deterministic=deterministic,
+                    )
                 )
     finally:
         if bar is not None:

@@ -47,13 +47,24 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 
 def _add_rerank_args(p: argparse.ArgumentParser, *, many: bool) -> None:
     g = p.add_argument_group("first stage and queries")
-    g.add_argument("--candidates", help="TREC run with the candidates (default: BM25, bm25s)")
+    g.add_argument(
+        "--candidates", help="TREC run with the candidates (default: BM25 over the corpus, bm25s)"
+    )
     g.add_argument(
         "--first-stage-k",
         type=int,
         default=100,
         help="candidates per query: BM25 depth, or the top k of --candidates (default: 100)",
     )
+    g.add_argument(
+        "--bm25-stemmer",
+        choices=["english", "none"],
+        default="english",
+        help="BM25 analyzer: Snowball English stemmer after English stop words (default), or "
+        "none (the unstemmed analyzer of earlier versions)",
+    )
+    g.add_argument("--bm25-k1", type=float, default=1.2, help="BM25 k1 (default: 1.2, Lucene's)")
+    g.add_argument("--bm25-b", type=float, default=0.75, help="BM25 b (default: 0.75, Lucene's)")
     g.add_argument("--max-queries", type=int, default=None, help="only the first N queries")
     g.add_argument("--instruction", default=None, help="one instruction for every query")
     g.add_argument(
@@ -208,6 +219,19 @@ def _progress(args: argparse.Namespace) -> Callable[[int, int], Any]:
     return lambda total, before: ProgressBar(total, sys.stderr, enabled=enabled, done_before=before)
 
 
+def _bm25(args: argparse.Namespace) -> Any:
+    """The BM25 settings of ``--bm25-stemmer/--bm25-k1/--bm25-b`` (checked: exit 2)."""
+    from rerank_integrations.ir.first_stage import BM25Settings
+
+    return BM25Settings(stemmer=args.bm25_stemmer, k1=args.bm25_k1, b=args.bm25_b)
+
+
+def _first_stage_meta(args: argparse.Namespace) -> dict[str, Any]:
+    from rerank_integrations.ir.pipeline import first_stage_meta
+
+    return first_stage_meta(k=args.first_stage_k, candidates=args.candidates, bm25=_bm25(args))
+
+
 def _first_stage(args: argparse.Namespace) -> tuple[Any, list[str], Any, list[Any]]:
     """Dataset, query ids, first-stage run and jobs, from the data/candidates arguments."""
     from rerank_integrations.ir.formats import read_run
@@ -229,7 +253,9 @@ def _first_stage(args: argparse.Namespace) -> tuple[Any, list[str], Any, list[An
         keep_docs=keep,
     )
     query_ids = select_queries(dataset, candidates=candidates, max_queries=args.max_queries)
-    first = candidates_for(dataset, query_ids, candidates=candidates, k=args.first_stage_k)
+    first = candidates_for(
+        dataset, query_ids, candidates=candidates, k=args.first_stage_k, bm25=_bm25(args)
+    )
     jobs = make_jobs(
         dataset,
         query_ids,
@@ -257,6 +283,7 @@ def _check_numbers(args: argparse.Namespace) -> None:
     int_value("first_stage_k", args.first_stage_k, minimum=1)
     int_value("concurrency", args.concurrency, minimum=1)
     optional_int("max_queries", args.max_queries, minimum=1)
+    _bm25(args)
     alpha = getattr(args, "alpha", None)
     if alpha is not None and not 0 < number_value("alpha", alpha) < 1:
         raise RerankInputError("alpha", f"must be between 0 and 1, got {alpha}")
@@ -319,10 +346,31 @@ def _run(args: argparse.Namespace) -> int:
         resume=not args.overwrite,
         progress=_progress(args),
         trusted=args.trust_config,
+        first_stage=_first_stage_meta(args),
     )
     if not args.quiet:
         sys.stderr.write(_summary(args.output, summary))
     return 0
+
+
+def _first_stage_label(args: argparse.Namespace) -> str:
+    """The first stage in words, e.g. ``BM25 (english stemmer, k1 1.2, b 0.75), top 100``."""
+    if args.candidates:
+        return f"{args.candidates}, top {args.first_stage_k}"
+    return f"{_bm25(args).describe()}, top {args.first_stage_k}"
+
+
+def _chart_title(args: argparse.Namespace, baseline: str, *, with_first_stage: bool) -> str:
+    """The chart's title: the data set and the first stage (or the baseline run given)."""
+    if args.data:
+        data = Path(args.data).resolve().name
+    elif args.corpus:
+        data = Path(args.corpus).resolve().parent.name or Path(args.corpus).name
+    else:
+        data = Path(args.qrels).name if args.qrels else "qrels"
+    if with_first_stage:
+        return f"{data} · first stage: {_first_stage_label(args)}"
+    return f"{data} · baseline: {baseline}"
 
 
 def _named_runs(paths: list[str]) -> list[tuple[str, str]]:
@@ -382,7 +430,7 @@ def _eval(args: argparse.Namespace) -> int:
             runs_dir = Path(args.runs_dir or tmp)
             runs_dir.mkdir(parents=True, exist_ok=True)
             write_run(runs_dir / f"{first_name}.trec", first, first_name, order=query_ids)
-            add(first_name, first, args.candidates or f"bm25, top {args.first_stage_k}")
+            add(first_name, first, args.candidates or _first_stage_label(args))
             for name, config, source in rerankers:
                 out = runs_dir / f"{name}.trec"
                 summary = rerank_model(
@@ -394,6 +442,7 @@ def _eval(args: argparse.Namespace) -> int:
                     resume=args.runs_dir is not None,
                     progress=_progress(args),
                     trusted=args.trust_config,
+                    first_stage=_first_stage_meta(args),
                 )
                 if not args.quiet:
                     sys.stderr.write(_summary(str(out), summary))
@@ -416,6 +465,8 @@ def _eval(args: argparse.Namespace) -> int:
     evaluation = metrics.evaluate(qrels, systems, metric_names)
     comparisons = metrics.compare(evaluation, baseline, test=args.test)
     warnings = report.coverage_warnings(evaluation)
+    missing = None if corpus_ids is None else metrics.judged_docs_not_in_corpus(qrels, corpus_ids)
+    warnings += report.qrels_warnings(evaluation, missing)
     if corpus_ids is not None:
         for name, run in systems.items():
             unknown = sum(d not in corpus_ids for scores in run.values() for d in scores)
@@ -434,6 +485,7 @@ def _eval(args: argparse.Namespace) -> int:
             alpha=args.alpha,
             sources=sources,
             warnings=warnings,
+            missing=missing,
         )
         sys.stdout.write(json.dumps(data, indent=1) + "\n")
     else:
@@ -443,7 +495,14 @@ def _eval(args: argparse.Namespace) -> int:
     if args.plot:
         from rerank_integrations.ir.plot import plot_evaluation
 
-        plot_evaluation(evaluation, baseline, args.plot)
+        plot_evaluation(
+            evaluation,
+            baseline,
+            args.plot,
+            title=_chart_title(args, baseline, with_first_stage=bool(rerankers)),
+            comparisons=comparisons,
+            alpha=args.alpha,
+        )
         if not args.quiet:
             sys.stderr.write(f"wrote {args.plot}\n")
     return 0

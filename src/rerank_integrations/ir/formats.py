@@ -9,9 +9,10 @@
 Every malformed line raises :class:`~rerank_integrations.errors.RerankInputError` whose field
 is ``"<file>:<line>"``, hostile ones included (JSON nested too deeply for the parser, an
 integer longer than Python's int-string limit, a relevance or rank outside 32 bits): never a
-traceback. Ids are strings (an int ``_id`` in a JSONL file is read as its decimal text); ids
-written to a TREC file must not contain whitespace. :func:`write_run` replaces its file
-atomically (:mod:`.outputs`).
+traceback. A UTF-8 byte-order mark at the start of a file (Windows tools write one) is
+dropped, never read as part of the first id. Ids are strings (an int ``_id`` in a JSONL file
+is read as its decimal text); ids written to a TREC file must not contain whitespace.
+:func:`write_run` replaces its file atomically (:mod:`.outputs`).
 
 **Ranking order.** :func:`ranked` is the one order of a query's documents used everywhere:
 score descending, ties by docid descending, the order trec_eval evaluates a run in. The run
@@ -116,7 +117,8 @@ def _open_lines(path: str | os.PathLike[str]) -> tuple[Path, Iterator[tuple[int,
         raise RerankInputError(str(p), "no such file")
 
     def lines() -> Iterator[tuple[int, str]]:
-        with p.open(encoding="utf-8", errors="surrogateescape") as fh:
+        # utf-8-sig: a byte-order mark at the start (Windows tools write one) is dropped
+        with p.open(encoding="utf-8-sig", errors="surrogateescape") as fh:
             yield from enumerate(fh, start=1)
 
     return p, lines()
@@ -163,7 +165,7 @@ def parse_json(text: str, where: str, *, whole_file: bool = False) -> Any:
     (``sys.get_int_max_str_digits()``, 4,300 digits by default: ``ValueError``). Such a
     number is refused rather than read: no field of these files needs one."""
     try:
-        return json.loads(text)
+        return json.loads(text.removeprefix("\ufeff"))  # a byte-order mark is not an error
     except json.JSONDecodeError as exc:
         place = f"{where}:{exc.lineno}" if whole_file else where
         raise RerankInputError(place, f"not valid JSON ({exc.msg})") from None

@@ -12,7 +12,12 @@ Nothing here computes a metric by hand: :func:`evaluate` hands the runs and the 
 - **Queries.** The evaluated queries are those of the qrels that at least one run answers.
   A run that lacks one of them scores 0 on it (trec_eval ``-c``) and the count is reported;
   run queries without judgements are reported and left out; a run that shares no query with
-  the qrels is an error, never a score of 0.
+  the qrels is an error, never a score of 0. Judged queries that no run answers are reported
+  and left out; evaluated queries whose judgements are all 0 (no relevant document: every
+  metric is 0 on them, for every system) are evaluated and reported
+  (:attr:`Evaluation.all_zero_queries`); judgements naming documents missing from the corpus
+  are counted by :func:`judged_docs_not_in_corpus` and still count (as trec_eval does) in the
+  ideal ranking, hence in nDCG and recall.
 - **Significance.** Each system against a baseline, per metric: a paired two-sided t-test
   (``scipy.stats.ttest_rel``, default) or a Wilcoxon signed-rank test, over the evaluated
   queries; wins/ties/losses count the per-query deltas.
@@ -21,13 +26,13 @@ Nothing here computes a metric by hand: :func:`evaluate` hands the runs and the 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any
 
 from rerank_integrations.errors import RerankInputError
 from rerank_integrations.extras import import_extra
-from rerank_integrations.ir import EVAL_EXTRA, example_ids
+from rerank_integrations.ir import EVAL_EXTRA, MAX_EXAMPLE_IDS, example_ids
 from rerank_integrations.ir.formats import Qrels, Run, ranked
 from rerank_integrations.validation import choice_value, optional_str_sequence
 
@@ -36,9 +41,11 @@ __all__ = [
     "Comparison",
     "Coverage",
     "Evaluation",
+    "MissingJudged",
     "break_ties",
     "compare",
     "evaluate",
+    "judged_docs_not_in_corpus",
     "paired_p_value",
     "parse_metrics",
 ]
@@ -104,6 +111,8 @@ class Evaluation:
     values: dict[str, dict[str, dict[str, float]]]
     coverage: dict[str, Coverage]
     qrels_queries_unanswered: list[str]
+    all_zero_queries: list[str] = field(default_factory=list)
+    """Evaluated queries whose every judgement is 0 or less: no relevant document."""
 
     def mean(self, system: str, metric: str) -> float:
         """The metric's mean over the evaluated queries."""
@@ -156,7 +165,37 @@ def evaluate(qrels: Qrels, runs: Mapping[str, Run], metrics: Sequence[str]) -> E
         values,
         coverage,
         [q for q in qrels if q not in answered],
+        [q for q in query_ids if all(rel <= 0 for rel in qrels[q].values())],
     )
+
+
+@dataclass(frozen=True, slots=True)
+class MissingJudged:
+    """Judgements whose document is not in the corpus: ``count`` of them, ``relevant`` of
+    those with a relevance above 0, over ``queries`` queries; ``examples``: doc ids."""
+
+    count: int
+    relevant: int
+    queries: int
+    examples: list[str]
+
+
+def judged_docs_not_in_corpus(qrels: Qrels, corpus_ids: Set[str]) -> MissingJudged:
+    """Count the judgements naming a document the corpus lacks (a sign of another corpus
+    version: a relevant one can never be retrieved but still raises the ideal DCG)."""
+    count = relevant = 0
+    queries: set[str] = set()
+    examples: list[str] = []
+    for qid, judged in qrels.items():
+        for doc_id, rel in judged.items():
+            if doc_id in corpus_ids:
+                continue
+            count += 1
+            relevant += rel > 0
+            queries.add(qid)
+            if len(examples) < MAX_EXAMPLE_IDS and doc_id not in examples:
+                examples.append(doc_id)
+    return MissingJudged(count, relevant, len(queries), examples)
 
 
 def paired_p_value(deltas: Sequence[float], test: str = "ttest") -> float | None:

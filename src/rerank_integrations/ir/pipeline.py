@@ -7,6 +7,7 @@ Thin I/O around the pure pieces (:mod:`.formats`, :mod:`.first_stage`, :mod:`.jo
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -18,7 +19,7 @@ from typing import Any
 from rerank_integrations.base import Reranker
 from rerank_integrations.errors import RerankInputError
 from rerank_integrations.ir.bulk import BulkSummary, plan_output, rerank_to_file
-from rerank_integrations.ir.first_stage import bm25_run, top_k
+from rerank_integrations.ir.first_stage import BM25Settings, bm25_run, top_k
 from rerank_integrations.ir.formats import (
     Document,
     Qrels,
@@ -39,6 +40,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "Dataset",
     "candidates_for",
+    "first_stage_meta",
     "load_config",
     "load_dataset",
     "make_jobs",
@@ -125,13 +127,29 @@ def select_queries(
 
 
 def candidates_for(
-    dataset: Dataset, query_ids: Sequence[str], *, candidates: Run | None, k: int
+    dataset: Dataset,
+    query_ids: Sequence[str],
+    *,
+    candidates: Run | None,
+    k: int,
+    bm25: BM25Settings | None = None,
 ) -> Run:
-    """The first stage: the top ``k`` of the given run, or BM25 over the corpus."""
+    """The first stage: the top ``k`` of the given run, or BM25 (``bm25``, default
+    :class:`~.first_stage.BM25Settings`) over the corpus."""
     if candidates is not None:
         wanted = set(query_ids)
         return top_k({q: s for q, s in candidates.items() if q in wanted}, k)
-    return bm25_run(dataset.corpus, [dataset.queries[q] for q in query_ids], k)
+    return bm25_run(dataset.corpus, [dataset.queries[q] for q in query_ids], k, bm25)
+
+
+def first_stage_meta(
+    *, k: int, candidates: str | None = None, bm25: BM25Settings | None = None
+) -> dict[str, Any]:
+    """What a run's meta.json records of its first stage: the given run's path and depth, or
+    the BM25 settings (analyzer, k1, b) and depth."""
+    if candidates is not None:
+        return {"method": "run", "path": candidates, "k": k}
+    return {**(bm25 or BM25Settings()).to_json(), "k": k}
 
 
 def make_jobs(
@@ -204,14 +222,19 @@ def rerank_model(
     resume: bool,
     progress: Callable[[int, int], ProgressBar] | None,
     trusted: bool = False,
+    first_stage: Mapping[str, Any] | None = None,
 ) -> BulkSummary:
     """Rerank ``jobs`` into ``output`` with the reranker ``config`` describes (built as data
     unless ``trusted``: see :func:`rerank_integrations.trust.check_untrusted_settings`).
+    ``first_stage`` (:func:`first_stage_meta`) is recorded in the output's meta.json as
+    ``"first_stage"``; the candidates themselves are in its ``inputs`` digest already.
 
     The output is checked for resuming BEFORE the reranker is built (a mismatch fails
     without loading a model), and nothing is built when every query is already done.
     """
     plan = plan_output(output, jobs, tag=tag, settings=public_settings(config), resume=resume)
+    if first_stage is not None:
+        plan.meta["first_stage"] = json.loads(json.dumps(dict(first_stage)))
     if not plan.todo:
         return rerank_to_file(None, jobs, plan, tag=tag, progress=progress)
     with Reranker.from_config(dict(config), trusted=trusted) as reranker:

@@ -1,6 +1,10 @@
 """The evaluation chart: mean of each metric per system (bars), and the distribution of the
 per-query deltas against the baseline (one histogram per metric, each system in its bar colour).
 
+The title names what was evaluated (``eval`` passes the data set and the first stage). Given the
+comparisons, a bar whose difference from the baseline is significant carries the mark the
+table prints (``*``: p < alpha), and the chart says which test and alpha.
+
 Drawn with matplotlib's Agg canvas on a ``Figure`` object (no pyplot, no display, no global
 state), so it works on a headless machine and in a thread. The file is rendered in memory and
 replaced atomically (:mod:`.outputs`): a failed write leaves the previous chart.
@@ -10,15 +14,22 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rerank_integrations.errors import RerankInputError
 from rerank_integrations.extras import import_extra
 from rerank_integrations.ir import EVAL_EXTRA
-from rerank_integrations.ir.metrics import Evaluation
+from rerank_integrations.ir.metrics import Comparison, Evaluation
 from rerank_integrations.ir.outputs import write_bytes
 
-__all__ = ["check_plot_path", "plot_evaluation"]
+__all__ = ["SIGNIFICANT", "check_plot_path", "evaluation_figure", "plot_evaluation"]
+
+SIGNIFICANT = "*"
+"""The mark of a significant difference from the baseline, as in the table (:mod:`.report`)."""
+
+_TESTS = {"ttest": "paired t-test", "wilcoxon": "Wilcoxon signed-rank test"}
 
 
 def check_plot_path(path: str | os.PathLike[str]) -> None:
@@ -36,10 +47,22 @@ def check_plot_path(path: str | os.PathLike[str]) -> None:
         )
 
 
-def plot_evaluation(
-    evaluation: Evaluation, baseline: str, path: str | os.PathLike[str], *, title: str = ""
-) -> Path:
-    """Write the chart to ``path`` (format from the suffix, e.g. ``.png``); returns it."""
+def _bar_label(value: float, comparison: Comparison | None, alpha: float) -> str:
+    p = comparison.p_value if comparison is not None else None
+    return f"{value:.3f}" + (SIGNIFICANT if p is not None and p < alpha else "")
+
+
+def evaluation_figure(
+    evaluation: Evaluation,
+    baseline: str,
+    *,
+    title: str = "",
+    comparisons: Sequence[Comparison] = (),
+    alpha: float = 0.05,
+) -> Any:
+    """The chart as a matplotlib ``Figure`` (Agg canvas): bars of the means, labelled with
+    their value and, when ``comparisons`` say so, the significance mark; the per-query delta
+    histograms below."""
     import_extra("matplotlib", extra=EVAL_EXTRA, feature="--plot")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -48,6 +71,7 @@ def plot_evaluation(
     metrics = evaluation.metrics
     systems = evaluation.systems
     others = [s for s in systems if s != baseline]
+    by_key = {(c.system, c.metric): c for c in comparisons if c.baseline == baseline}
     columns = max(1, len(metrics))
     rows = 2 if others else 1
     fig = Figure(figsize=(max(6.0, 3.2 * columns), 3.6 * rows), layout="constrained")
@@ -60,13 +84,24 @@ def plot_evaluation(
         xs = [m + (i - (len(systems) - 1) / 2) * width for m in range(len(metrics))]
         means = [evaluation.mean(system, metric) for metric in metrics]
         drawn = bars.bar(xs, means, width, label=system, color=f"C{i}")
-        bars.bar_label(drawn, fmt="%.3f", fontsize=7, padding=2)
+        labels = [
+            _bar_label(value, by_key.get((system, metric)), alpha)
+            for value, metric in zip(means, metrics, strict=True)
+        ]
+        bars.bar_label(drawn, labels=labels, fontsize=7, padding=2)
     bars.set_xticks(range(len(metrics)), metrics)
     bars.set_ylabel("mean over queries")
     top = max(evaluation.mean(s, m) for s in systems for m in metrics)
     bars.set_ylim(0, max(1.0, top) * 1.18)  # room for the labels and the legend
     bars.legend(fontsize=8, loc="upper right", ncols=min(3, len(systems)))
-    bars.set_title(title or f"{len(evaluation.query_ids)} queries")
+    queries = f"{len(evaluation.query_ids)} queries"
+    bars.set_title(f"{title} ({queries})" if title else queries, fontsize=10)
+    if comparisons:
+        test = _TESTS.get(comparisons[0].test, comparisons[0].test)
+        bars.set_xlabel(
+            f"{SIGNIFICANT} p < {alpha:g} against {baseline} (two-sided {test}), as in the table",
+            fontsize=8,
+        )
 
     for j, metric in enumerate(metrics if others else []):
         ax = fig.add_subplot(grid[1, j])
@@ -87,6 +122,21 @@ def plot_evaluation(
         ax.set_title(f"{metric}: per-query delta vs {baseline}", fontsize=9)
         ax.set_xlabel("delta")
         ax.set_ylabel("queries")
+    return fig
+
+
+def plot_evaluation(
+    evaluation: Evaluation,
+    baseline: str,
+    path: str | os.PathLike[str],
+    *,
+    title: str = "",
+    comparisons: Sequence[Comparison] = (),
+    alpha: float = 0.05,
+) -> Path:
+    """Write the chart (:func:`evaluation_figure`) to ``path`` (format from the suffix, e.g.
+    ``.png``); returns it."""
+    fig = evaluation_figure(evaluation, baseline, title=title, comparisons=comparisons, alpha=alpha)
     out = Path(path)
     chart = io.BytesIO()
     # the format from the suffix, as savefig(path) picks it (none: matplotlib's default)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rerank_integrations.ir import example_ids
-from rerank_integrations.ir.metrics import Comparison, Evaluation
+from rerank_integrations.ir import MAX_EXAMPLE_IDS, example_ids
+from rerank_integrations.ir.metrics import Comparison, Evaluation, MissingJudged
 
-__all__ = ["coverage_warnings", "render_table", "to_json"]
+__all__ = ["coverage_warnings", "qrels_warnings", "render_table", "to_json"]
 
 
 def coverage_warnings(evaluation: Evaluation) -> list[str]:
@@ -33,6 +33,47 @@ def coverage_warnings(evaluation: Evaluation) -> list[str]:
             f"(e.g. {example_ids(unanswered)})"
         )
     return out
+
+
+def qrels_warnings(evaluation: Evaluation, missing: MissingJudged | None = None) -> list[str]:
+    """One line per count of judgements that change the metrics unnoticed otherwise:
+    evaluated queries without a relevant document, judged documents the corpus lacks."""
+    out = []
+    zero = evaluation.all_zero_queries
+    if zero:
+        out.append(
+            f"{len(zero)} evaluated queries have only zero judgements (no relevant document): "
+            f"every metric is 0 on them for every system (e.g. {example_ids(zero)})"
+        )
+    if missing is not None and missing.count:
+        out.append(
+            f"{missing.count} judgements ({missing.relevant} relevant) of {missing.queries} "
+            "queries name doc ids that are not in the corpus: they can never be retrieved "
+            "but count in the ideal ranking (nDCG, recall); wrong corpus version? "
+            f"(e.g. {example_ids(missing.examples)})"
+        )
+    return out
+
+
+def _checks(evaluation: Evaluation, missing: MissingJudged | None) -> dict[str, Any]:
+    unanswered = evaluation.qrels_queries_unanswered
+    zero = evaluation.all_zero_queries
+    checks: dict[str, Any] = {
+        "queries_unanswered": {
+            "count": len(unanswered),
+            "examples": unanswered[:MAX_EXAMPLE_IDS],
+        },
+        "queries_all_zero": {"count": len(zero), "examples": zero[:MAX_EXAMPLE_IDS]},
+        "docs_not_in_corpus": None,  # no corpus given
+    }
+    if missing is not None:
+        checks["docs_not_in_corpus"] = {
+            "count": missing.count,
+            "relevant": missing.relevant,
+            "queries": missing.queries,
+            "examples": missing.examples,
+        }
+    return checks
 
 
 def _by_key(comparisons: Sequence[Comparison]) -> dict[tuple[str, str], Comparison]:
@@ -101,8 +142,12 @@ def to_json(
     alpha: float,
     sources: Mapping[str, str] | None = None,
     warnings: Sequence[str] = (),
+    missing: MissingJudged | None = None,
 ) -> dict[str, Any]:
-    """Everything of the evaluation as JSON-ready data (per-query values and deltas too)."""
+    """Everything of the evaluation as JSON-ready data (per-query values and deltas too);
+    ``qrels_checks``: judged queries no run answers, evaluated queries with only zero
+    judgements, judgements naming documents the corpus lacks (``missing``; ``None`` when no
+    corpus was given), each a count with example ids."""
     systems = []
     for name in evaluation.systems:
         cov = evaluation.coverage[name]
@@ -145,5 +190,6 @@ def to_json(
         ],
         "per_query": evaluation.values,
         "qrels_queries_unanswered": len(evaluation.qrels_queries_unanswered),
+        "qrels_checks": _checks(evaluation, missing),
         "warnings": list(warnings),
     }

@@ -35,6 +35,12 @@ the score rows back. Design (what makes it fast, see docs/local.md "Performance 
   the worker. After ``os.fork()`` the child gets a fresh lock, queue and (lazily started)
   worker, so a reranker used in the parent works in the child instead of waiting forever on a
   thread that does not exist there.
+- **Isolated calls** (deterministic bulk runs, docs/evaluation.md "Determinism"). Merging
+  callers makes which inputs share a batch (hence its padding width and shape, hence the last
+  float digits of a score) depend on timing. A call made inside :func:`call_scope` with
+  ``isolated=True`` (the bulk runner's, via a ``contextvars`` value, so no signature changes)
+  is never merged with another call: its inputs are planned only among themselves, in a fixed
+  order, so its scores are a function of its own inputs. Other calls keep sharing batches.
 """
 
 from __future__ import annotations
@@ -45,8 +51,10 @@ import queue
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -57,10 +65,13 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "BatchRunner",
+    "CallScope",
     "EncodedInput",
     "EngineSettings",
     "WORKER_THREAD_NAME",
     "LocalEngine",
+    "call_scope",
+    "current_call_scope",
     "plan_batches",
     "run_with_oom_backoff",
 ]
@@ -77,6 +88,38 @@ class EncodedInput:
     input_ids: tuple[int, ...]
     token_type_ids: tuple[int, ...] | None = None
     prefix_len: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CallScope:
+    """How the calls made in the current context run: ``label`` names them in warnings (the
+    bulk runner sets the query id); ``isolated`` batches each call's inputs only among
+    themselves (never with another call's), so its scores do not depend on timing."""
+
+    label: str | None = None
+    isolated: bool = False
+
+
+_NO_SCOPE = CallScope()
+_CALL_SCOPE: ContextVar[CallScope | None] = ContextVar("rerank_local_call_scope", default=None)
+
+
+def current_call_scope() -> CallScope:
+    """The :class:`CallScope` of the running context (the default one outside any scope)."""
+    return _CALL_SCOPE.get() or _NO_SCOPE
+
+
+@contextmanager
+def call_scope(*, label: str | None = None, isolated: bool = False) -> Iterator[CallScope]:
+    """Run the calls of this block under ``CallScope(label, isolated)``. A ``contextvars``
+    value: it follows the current thread or asyncio task and is copied into
+    ``asyncio.to_thread``; other threads and tasks keep their own scope."""
+    scope = CallScope(label, isolated)
+    token = _CALL_SCOPE.set(scope)
+    try:
+        yield scope
+    finally:
+        _CALL_SCOPE.reset(token)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,6 +236,7 @@ class EngineSettings:
 class _Job:
     inputs: Sequence[EncodedInput]
     future: Future[list[Rows]] = field(default_factory=Future)
+    isolated: bool = False
 
 
 _STOP = object()
@@ -274,9 +318,15 @@ class LocalEngine:
 
     # -- public API ---------------------------------------------------------------------------
 
-    def submit(self, inputs: Sequence[EncodedInput]) -> Future[list[Rows]]:
-        """Queue ``inputs``; the future resolves to one rows tuple per input, in order."""
-        job = _Job(inputs)
+    def submit(
+        self, inputs: Sequence[EncodedInput], *, isolated: bool | None = None
+    ) -> Future[list[Rows]]:
+        """Queue ``inputs``; the future resolves to one rows tuple per input, in order.
+        ``isolated`` (default: the current :func:`call_scope`'s) batches them only among
+        themselves, never with other callers' inputs."""
+        if isolated is None:
+            isolated = current_call_scope().isolated
+        job = _Job(inputs, isolated=isolated)
         if self._pid != os.getpid():  # forked without the at-fork hook having run
             self._after_fork_in_child()
         with self._lock:
@@ -293,9 +343,9 @@ class LocalEngine:
             self._queue.put(job)
         return job.future
 
-    def score(self, inputs: Sequence[EncodedInput]) -> list[Rows]:
+    def score(self, inputs: Sequence[EncodedInput], *, isolated: bool | None = None) -> list[Rows]:
         """Blocking :meth:`submit`."""
-        return self.submit(inputs).result()
+        return self.submit(inputs, isolated=isolated).result()
 
     @property
     def closed(self) -> bool:
@@ -320,6 +370,16 @@ class LocalEngine:
     # -- worker ---------------------------------------------------------------------------------
 
     def _run_jobs(self, jobs: Sequence[_Job]) -> None:
+        """The shared jobs of a cycle as one plan, then each isolated job on its own (in
+        queue order)."""
+        shared = [job for job in jobs if not job.isolated]
+        if shared:
+            self._run_group(shared)
+        for job in jobs:
+            if job.isolated:
+                self._run_group([job])
+
+    def _run_group(self, jobs: Sequence[_Job]) -> None:
         flat: list[EncodedInput] = [x for job in jobs for x in job.inputs]
         try:
             rows = self.score_inputs(flat)

@@ -25,7 +25,13 @@ import math
 from collections.abc import Sequence
 from typing import Any, Literal, cast
 
-from rerank_integrations.backends.local.engine import EncodedInput, EngineSettings, LocalEngine
+from rerank_integrations import tracing
+from rerank_integrations.backends.local.engine import (
+    EncodedInput,
+    EngineSettings,
+    LocalEngine,
+    current_call_scope,
+)
 from rerank_integrations.backends.local.formats import resolve_format, validate_formats
 from rerank_integrations.backends.local.formats.base import EncodedRequest, LocalFormat
 from rerank_integrations.backends.local.loading import parse_device, parse_dtype
@@ -237,6 +243,10 @@ class LocalReranker(Reranker):
         return encoded
 
     def _warn_truncation(self, encoded: EncodedRequest) -> None:
+        """At most one warning of each kind per call, naming the call's label (the bulk
+        runner's query id, :func:`~.engine.call_scope`) when there is one."""
+        label = current_call_scope().label
+        where = f"query {label!r}: " if label is not None else ""
         n = encoded.num_truncated
         if n or encoded.query_truncated:
             parts = []
@@ -245,28 +255,41 @@ class LocalReranker(Reranker):
             if encoded.query_truncated:
                 parts.append("the query was truncated")
             logger.warning(
-                "%s to fit max_length=%d (%s format)",
+                "%s%s to fit max_length=%d (%s format)",
+                where,
                 " and ".join(parts),
                 self._effective_max_length,
                 self._format.name,
             )
         if encoded.num_metadata_cut:
             logger.warning(
-                "the metadata of %d long documents was cut to half of the room a %d-token window "
+                "%sthe metadata of %d long documents was cut to half of the room a %d-token window "
                 "leaves after the query, so every window keeps room for the document (%s format)",
+                where,
                 encoded.num_metadata_cut,
                 self._effective_max_length,
                 self._format.name,
             )
         if encoded.num_windowed:
             logger.info(
-                "%d documents longer than the %d-token window were scored by overlapping windows",
+                "%s%d documents longer than the %d-token window were scored by overlapping windows",
+                where,
                 encoded.num_windowed,
                 self._effective_max_length,
             )
 
     def _inputs(self, encoded: EncodedRequest) -> list[EncodedInput]:
-        return [x for doc in encoded.documents for x in doc.inputs]
+        inputs = [x for doc in encoded.documents for x in doc.inputs]
+        if tracing.ENABLED:  # batches are not reported: the engine shares them across calls
+            tracing.add_attributes(
+                {
+                    "rerank_integrations.format": self._format.name,
+                    "rerank_integrations.local.inputs": len(inputs),
+                    "rerank_integrations.local.windowed_documents": encoded.num_windowed,
+                    "rerank_integrations.truncated_documents": encoded.num_truncated,
+                }
+            )
+        return inputs
 
     def _results(
         self, encoded: EncodedRequest, rows: Sequence[tuple[float, ...]]

@@ -10,6 +10,7 @@ importing this module is cheap.
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -83,6 +84,21 @@ class _Prefix:
     length: int
 
 
+def cache_kwarg(module: Any) -> str:
+    """The keyword under which ``module``'s forward takes a KV cache object.
+
+    transformers 5 renamed ``past_key_values`` to ``cache`` (the input and output field; the old
+    name warns a FutureWarning, resp. logs, until its removal in 5.40); transformers 4 and
+    remote-code models that predate the rename only know ``past_key_values``. Asked of the
+    signature once, at build: ``inspect.signature`` follows transformers' ``functools.wraps``
+    decorators down to the real forward."""
+    try:
+        params = inspect.signature(module.forward).parameters
+    except (TypeError, ValueError):  # a forward without a readable signature: the old name
+        return "past_key_values"
+    return "cache" if "cache" in params else "past_key_values"
+
+
 class CausalRunner(_TorchRunner):
     """Decoder body + the format's ``lm_head`` rows; reads the last real token of each input."""
 
@@ -101,13 +117,18 @@ class CausalRunner(_TorchRunner):
         super().__init__(torch, module, pad_token_id=pad_token_id, device=device)
         self.score_weight = score_weight
         self.score_bias = score_bias
+        self.cache_name = cache_kwarg(module)
 
     def prepare_prefix(self, prefix_ids: Sequence[int]) -> _Prefix:
         t = self.torch
         with t.inference_mode():
             ids = self._to_device(t.tensor([list(prefix_ids)], dtype=t.long))
             out = self.module(input_ids=ids, use_cache=True)
-        return _Prefix(out.past_key_values, len(prefix_ids))
+        # The output field has the new name wherever the output class does (a remote-code
+        # model's old-style forward still returns a transformers 5 output class).
+        fields = getattr(out, "__dataclass_fields__", {})
+        cache = out.cache if "cache" in fields else out.past_key_values
+        return _Prefix(cache, len(prefix_ids))
 
     def run(self, items: Sequence[EncodedInput], prefix: _Prefix | None = None) -> list[Rows]:
         t = self.torch
@@ -124,7 +145,7 @@ class CausalRunner(_TorchRunner):
             cache = copy.deepcopy(prefix.cache)
             if batch > 1:
                 cache.batch_repeat_interleave(batch)
-            kwargs["past_key_values"] = cache
+            kwargs[self.cache_name] = cache
             mask = t.cat([t.ones(batch, skip, dtype=t.long), mask], dim=1)
         kwargs["attention_mask"] = self._to_device(mask)
         with t.inference_mode():

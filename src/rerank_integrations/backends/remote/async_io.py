@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from rerank_integrations import tracing
 from rerank_integrations.backends.remote.budgets import attempt_budget, declared_length, over_cap
 from rerank_integrations.backends.remote.call import Call
 from rerank_integrations.backends.remote.clients import Clients, LoopState
@@ -46,6 +47,7 @@ async def run(clients: Clients, body: Callable[[WireRequest], bytes],
     def submit(request: WireRequest) -> None:
         task = loop.create_task(send(clients, state, body(request), request, call))
         pending[task] = request
+        call.sub_requests += 1
 
     try:
         for request in requests:
@@ -67,6 +69,7 @@ async def run(clients: Clients, body: Callable[[WireRequest], bytes],
                 try:
                     answers.append((request, task.result()))
                 except TooLong as exc:
+                    call.splits += 1
                     for part in split(request, exc.error):
                         submit(part)
     finally:
@@ -77,6 +80,8 @@ async def run(clients: Clients, body: Callable[[WireRequest], bytes],
             task.cancel()
         if pending:  # wait for them, and retrieve their outcomes (never "never retrieved")
             await asyncio.gather(*pending, return_exceptions=True)
+        if tracing.ENABLED:
+            tracing.add_attributes(call.facts())
     return answers
 
 
@@ -100,6 +105,7 @@ async def send(clients: Clients, state: LoopState, content: bytes, request: Wire
         if give_up is not None:
             raise give_up
         await clients.async_sleep(step)
+        call.count_retry()
 
 
 async def _attempt(clients: Clients, client: Any, content: bytes, budget: float, call: Call,

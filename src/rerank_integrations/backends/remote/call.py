@@ -49,6 +49,9 @@ class Call:
         "display_url",
         "ends_at",
         "future",
+        "retries",
+        "splits",
+        "sub_requests",
     )
 
     def __init__(self, deadline: float, clock: Callable[[], float], display_url: str) -> None:
@@ -63,6 +66,13 @@ class Call:
         self._event = threading.Event()
         self.future: Future[None] = Future()
         """Resolved when the call is cancelled (wakes a waiting sync caller)."""
+        # what the call did, for its trace span (docs/observability.md)
+        self.sub_requests = 0
+        """Sub-requests sent (the planned ones, plus the parts of split ones)."""
+        self.splits = 0
+        """Sub-requests the server called too big, re-sent as parts (or cut)."""
+        self.retries = 0
+        """Retries taken, over every sub-request (:meth:`count_retry`)."""
 
     def remaining(self) -> float:
         """Seconds left before the deadline (negative once it has passed)."""
@@ -75,6 +85,19 @@ class Call:
     @property
     def cancelled(self) -> bool:
         return self._reason is not None
+
+    def count_retry(self) -> None:
+        """One more retry of one of this call's sub-requests (from any thread)."""
+        with self._lock:
+            self.retries += 1
+
+    def facts(self) -> dict[str, int]:
+        """The call's counts as ``rerank_integrations.remote.*`` span attributes."""
+        return {
+            "rerank_integrations.remote.sub_requests": self.sub_requests,
+            "rerank_integrations.remote.splits": self.splits,
+            "rerank_integrations.remote.retries": self.retries,
+        }
 
     def cancel(self, reason: str) -> bool:
         """Cancel with ``reason`` (the first reason wins); False when already cancelled."""

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from rerank_integrations import tracing
 from rerank_integrations.backends.remote import async_io, sync_io
 from rerank_integrations.backends.remote.budgets import DEFAULT_MAX_RESPONSE_BYTES
 from rerank_integrations.backends.remote.clients import Clients
@@ -300,6 +301,14 @@ class RemoteReranker(Reranker):
             fold=self._settings.fold,
             truncate=self._settings.on_oversize == "truncate",
         )
+        if tracing.ENABLED:
+            tracing.add_attributes(
+                {
+                    "rerank_integrations.format": self.api_format,
+                    "rerank_integrations.remote.planned_requests": len(plan.requests),
+                    "rerank_integrations.truncated_documents": len(plan.truncated),
+                }
+            )
         if plan.truncated:
             shown = ", ".join(str(i) for i in plan.truncated[:10])
             more = ", ..." if len(plan.truncated) > 10 else ""
@@ -380,6 +389,8 @@ class RemoteReranker(Reranker):
                 exc = RemoteStatusError(exc.status, f"{exc.message} ({hint})", exc.request_id)
         if self._settings.on_error == "raise":
             raise exc
+        if tracing.ENABLED:
+            tracing.record_exception(exc, {"rerank_integrations.remote.passthrough": True})
         logger.warning(
             "remote reranker at %s failed (%s: %s); on_error='passthrough' returns all %d "
             "documents in their original order with placeholder scores (relevance 0.0, raw -inf)",

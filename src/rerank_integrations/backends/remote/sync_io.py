@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any
 
+from rerank_integrations import tracing
 from rerank_integrations.backends.remote.budgets import attempt_budget, declared_length, over_cap
 from rerank_integrations.backends.remote.call import Call
 from rerank_integrations.backends.remote.clients import Clients
@@ -42,6 +43,7 @@ def run(clients: Clients, body: Callable[[WireRequest], bytes], requests: Sequen
         def submit(request: WireRequest) -> None:
             try:
                 pending[pool.submit(send, clients, body(request), request, call)] = request
+                call.sub_requests += 1
             except RuntimeError:  # the pool was shut down by close() since we took it
                 raise (
                     call.stop_error()
@@ -67,12 +69,15 @@ def run(clients: Clients, body: Callable[[WireRequest], bytes], requests: Sequen
                 try:
                     answers.append((request, future.result()))
                 except TooLong as exc:
+                    call.splits += 1
                     for part in split(request, exc.error):
                         submit(part)
     finally:
         clients.end(call)  # aborts what is still running, on this call's own attempts only
         for future in pending:
             future.cancel()
+        if tracing.ENABLED:
+            tracing.add_attributes(call.facts())
     return answers
 
 
@@ -96,6 +101,7 @@ def send(clients: Clients, content: bytes, request: WireRequest, call: Call) -> 
             raise give_up
         if not clients.sleep(step, call):
             raise call.stop_error()
+        call.count_retry()
 
 
 def _attempt(clients: Clients, content: bytes, budget: float, call: Call,
