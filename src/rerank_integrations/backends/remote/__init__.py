@@ -2,18 +2,8 @@
 
 ``from rerank_integrations.backends.remote import RemoteReranker`` (or simply
 ``from rerank_integrations import RemoteReranker``). Importing this package does not import
-httpx; constructing a reranker does. The modules behind it are internal:
-
-- ``reranker``: :class:`RemoteReranker` (the rerank flow: plan, send, merge, fail open);
-- ``settings``: the constructor's arguments, checked once (``credentials``: URL, key, secrets);
-- ``planning``: folding, token estimate, truncation, splitting, merging (``limits``: the
-  limits a server states, a leaf module);
-- ``clients``: the HTTP resources shared by calls; ``call``: one call's deadline and
-  cancellation; ``sync_io`` / ``async_io``: the twin sending loops; ``outcomes``: what an
-  attempt's answer means; ``reading``: the body under the size cap; ``netguard``: sync
-  attempts' time bound and abort;
-- ``formats``: the wire formats (request bodies, response parsers); ``retry``: retry and
-  backoff decisions, fail-open placeholders; ``budgets``, ``scores``, ``redaction``.
+httpx; constructing a reranker does. The modules behind it are internal; docs/design.md maps
+them (one line each) and docs/reliability.md "Who owns what" says who owns what.
 """
 
 from __future__ import annotations

@@ -10,7 +10,6 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from rerank_integrations import tracing
 from rerank_integrations.backends.remote.budgets import attempt_budget, declared_length, over_cap
 from rerank_integrations.backends.remote.call import Call
 from rerank_integrations.backends.remote.clients import Clients, LoopState
@@ -80,8 +79,6 @@ async def run(clients: Clients, body: Callable[[WireRequest], bytes],
             task.cancel()
         if pending:  # wait for them, and retrieve their outcomes (never "never retrieved")
             await asyncio.gather(*pending, return_exceptions=True)
-        if tracing.ENABLED:
-            tracing.add_attributes(call.facts())
     return answers
 
 

@@ -24,6 +24,7 @@ from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
+from rerank_integrations import tracing
 from rerank_integrations.backends.remote import netguard
 from rerank_integrations.backends.remote.budgets import attempt_timeouts
 from rerank_integrations.backends.remote.call import CLOSED, DONE, Call
@@ -166,10 +167,13 @@ class Clients:
         return call
 
     def end(self, call: Call) -> None:
-        """The call is over: its sub-requests still running stop, and it is forgotten."""
+        """The call is over: its sub-requests still running stop, it is forgotten, and what it
+        did goes on the trace span (sync and async alike)."""
         call.cancel(DONE)
         with self._lock:
             self._calls.discard(call)
+        if tracing.ENABLED:
+            tracing.add_attributes(call.facts())
 
     def sleep(self, seconds: float, call: Call) -> bool:
         """A sync retry wait that ``close()`` and the deadline interrupt; False if they did."""

@@ -45,7 +45,7 @@ from rerank_integrations.backends.remote.formats import DEFAULT_API_FORMAT, Wire
 from rerank_integrations.errors import RerankError, RerankInputError
 from rerank_integrations.validation import optional_str
 
-__all__ = ["Endpoint", "reads_by_itself", "resolve_endpoint", "split_userinfo", "without_userinfo"]
+__all__ = ["Endpoint", "reads_by_itself", "resolve_endpoint", "without_userinfo"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,18 +75,13 @@ class Endpoint:
         return self.authorization is not None and self.authorization.startswith("Basic ")
 
 
-def split_userinfo(url: str) -> tuple[str, str | None]:
-    """``url`` without its ``user:password@`` part, and that part (``None`` when absent)."""
-    parts = urlsplit(url)
-    userinfo, at, host = parts.netloc.rpartition("@")
-    if not at:
-        return url, None
-    return urlunsplit(parts._replace(netloc=host)), userinfo
-
-
 def without_userinfo(url: str) -> str:
-    """``url`` with any ``user:password@`` removed (what ``to_config()`` keeps)."""
-    return split_userinfo(url)[0]
+    """``url`` with any ``user:password@`` removed (what ``to_config()`` keeps); a URL
+    without one is kept exactly as given."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def _url_secrets(userinfo: str) -> tuple[str, tuple[str, ...]]:

@@ -343,10 +343,6 @@ SHRINK = 0.75
 the largest document's estimated cost."""
 
 
-def _pair_cost(query_cost: int, document: str) -> int:
-    return query_cost + estimate_tokens(document)
-
-
 @dataclass(frozen=True, slots=True)
 class Shrunk:
     """A rejected sub-request re-planned under a per-document limit: the request to re-send,
@@ -388,7 +384,7 @@ def shrink_rejected(
             + estimate_tokens(request.instruction or "")
             + PAIR_OVERHEAD
         )
-        costs = [_pair_cost(query_cost, d) for d in docs]
+        costs = [query_cost + estimate_tokens(d) for d in docs]
         budget = min(stated.value, tokens_budget or stated.value)
         if max(costs, default=0) <= budget:
             budget = math.floor(max(costs, default=0) * SHRINK)

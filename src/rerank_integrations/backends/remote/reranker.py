@@ -22,8 +22,10 @@ from rerank_integrations.backends.remote.budgets import DEFAULT_MAX_RESPONSE_BYT
 from rerank_integrations.backends.remote.clients import Clients
 from rerank_integrations.backends.remote.formats import DEFAULT_API_FORMAT, WireRequest
 from rerank_integrations.backends.remote.limits import (
+    DocumentLimit,
     LearnedLimits,
     Limits,
+    StatedLimit,
     parse_document_limit,
     parse_stated_limit,
 )
@@ -324,11 +326,11 @@ class RemoteReranker(Reranker):
         return plan
 
     def _split(self, request: WireRequest, error: RemoteStatusError) -> Sequence[WireRequest]:
-        """The parts to re-send a sub-request the server called too big in; remembers the
-        per-request limit its message states when that limit is trusted. A limit on ONE
-        document (vLLM's context length, Infinity's characters) re-sends the sub-request with
-        its over-long documents cut (or raises RerankInputError with ``on_oversize="error"``)
-        and remembers the limit; a single document is never split."""
+        """The parts to re-send a sub-request the server called too big in. A limit on ONE
+        document (vLLM's context length, Infinity's characters) re-sends it with its over-long
+        documents cut (or raises RerankInputError with ``on_oversize="error"``); otherwise it
+        is split under the per-request limit the message states (halves when it states none
+        it can be trusted with). A stated limit is learnt; one document is never split."""
         doc_limit = parse_document_limit(error.message)
         if doc_limit is not None:
             current = self.limits
@@ -339,17 +341,7 @@ class RemoteReranker(Reranker):
                 chars_budget=current.max_chars_per_document,
                 error=error,
             )
-            learnt = shrunk.limit
-            if self._limits.learn(learnt):
-                logger.info(
-                    "%s stated a limit on one document (HTTP %d: %s); documents over %d %s "
-                    "are now truncated client-side",
-                    self.url,
-                    error.status,
-                    error.message,
-                    learnt.value,
-                    "characters" if learnt.kind == "characters" else "estimated tokens",
-                )
+            self._learn(shrunk.limit, error, "on one document")
             if self._settings.on_oversize == "error":
                 raise oversize_error(shrunk, error)
             return [shrunk.request]
@@ -357,17 +349,20 @@ class RemoteReranker(Reranker):
             raise error
         stated = parse_stated_limit(error.message)
         parts, trusted = split_rejected(request, stated)
-        if trusted and stated is not None and self._limits.learn(stated):
-            unit = "documents" if stated.kind == "documents" else "tokens (estimated)"
-            logger.info(
-                "%s stated a limit of %d %s per request (HTTP %d: %s); later calls split under it",
-                self.url,
-                stated.value,
-                unit,
-                error.status,
-                error.message,
-            )
+        if trusted and stated is not None:
+            self._learn(stated, error, "per request")
         return parts
+
+    def _learn(
+        self, limit: StatedLimit | DocumentLimit, error: RemoteStatusError, scope: str
+    ) -> None:
+        """Remember a limit a server stated (only ever lowering one), and say so once."""
+        if self._limits.learn(limit):
+            unit = {"tokens": "estimated tokens"}.get(limit.kind, limit.kind)
+            logger.info(
+                "%s stated a limit of %d %s %s (HTTP %d: %s); later calls plan under it",
+                self.url, limit.value, unit, scope, error.status, error.message,
+            )  # fmt: skip
 
     def _finish(self, answers: sync_io.Answers) -> list[RerankResult]:
         results = merge_results(answers)

@@ -11,7 +11,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any
 
-from rerank_integrations import tracing
 from rerank_integrations.backends.remote.budgets import attempt_budget, declared_length, over_cap
 from rerank_integrations.backends.remote.call import Call
 from rerank_integrations.backends.remote.clients import Clients
@@ -76,8 +75,6 @@ def run(clients: Clients, body: Callable[[WireRequest], bytes], requests: Sequen
         clients.end(call)  # aborts what is still running, on this call's own attempts only
         for future in pending:
             future.cancel()
-        if tracing.ENABLED:
-            tracing.add_attributes(call.facts())
     return answers
 
 
