@@ -1,6 +1,7 @@
 # The two README commands: `make demo` (main job) and `make test` (whole test suite).
 PYTHON ?= python3
 VENV := .venv
+DEMO_VENV := .venv-demo
 REF_VENV := .venv-ref
 VLLM_VENV := .venv-vllm
 INFINITY_VENV := .venv-infinity
@@ -9,13 +10,20 @@ PIP := $(VENV)/bin/python -m pip
 .PHONY: demo test lint env ref-env servers-env clean bench
 
 # Main job: install the package with the local and remote backends, rerank the bundled sample.
-demo: $(VENV)/.demo-installed
-	$(VENV)/bin/python examples/quickstart.py $(ARGS)
+# Its own environment (.venv-demo), never the tests' (.venv, whose torch the tests pin).
+# torch comes from PyPI as pip resolves it: on Linux x86_64 that is the CUDA build (~3 GB of
+# NVIDIA libraries) even on a machine without a GPU. On a CPU-only machine, pass PyTorch's CPU
+# index: make demo TORCH_INDEX=https://download.pytorch.org/whl/cpu (~0.2 GB).
+TORCH_INDEX ?=
+demo: $(DEMO_VENV)/.installed
+	$(DEMO_VENV)/bin/python examples/quickstart.py $(ARGS)
 
-$(VENV)/.demo-installed: pyproject.toml
-	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e ".[local,remote]"
+$(DEMO_VENV)/.installed: pyproject.toml
+	test -x $(DEMO_VENV)/bin/python || $(PYTHON) -m venv $(DEMO_VENV)
+	$(DEMO_VENV)/bin/python -m pip install -q --upgrade pip
+	@command -v nvidia-smi >/dev/null 2>&1 || [ -n "$(TORCH_INDEX)" ] || echo "make demo: no NVIDIA GPU found; pip installs PyPI's torch, a CUDA build on Linux x86_64 (~3 GB). For the CPU build: make demo TORCH_INDEX=https://download.pytorch.org/whl/cpu"
+	$(if $(TORCH_INDEX),$(DEMO_VENV)/bin/python -m pip install -q torch --index-url $(TORCH_INDEX))
+	$(DEMO_VENV)/bin/python -m pip install -q -e ".[local,remote]"
 	touch $@
 
 # Test environment: everything the tests need, CPU torch pinned by constraints-test.txt.
@@ -76,4 +84,4 @@ lint: env
 	$(VENV)/bin/mypy  # strict; src/rerank_integrations and benchmarks (pyproject.toml)
 
 clean:
-	rm -rf $(VENV) $(REF_VENV) $(VLLM_VENV) $(INFINITY_VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_VENV) $(REF_VENV) $(VLLM_VENV) $(INFINITY_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -85,7 +85,7 @@ CORPUS = [
 NO_HUB_HELP = """\
 Could not load the model {model!r}. A hub id is downloaded from the Hugging Face hub on first
 use, and the hub could not be reached from this machine (or the id/path is wrong). Download the
-model elsewhere (`huggingface-cli download {model} --local-dir ./ctxl-1b`) and pass
+model elsewhere (`hf download {model} --local-dir ./ctxl-1b`) and pass
 `--model ./ctxl-1b`, or use the hosted API: `CONTEXTUAL_API_KEY=... python {prog} --remote`.
 Details: {error}"""
 

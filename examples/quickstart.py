@@ -39,9 +39,9 @@ NO_HUB_HELP = """\
 Could not load the model {model!r}. Loading a hub id downloads the model from the Hugging Face
 hub on first use, and the hub could not be reached from this machine (or the id/path is wrong).
 Either run this where https://huggingface.co is reachable, or download the model elsewhere
-(for example `huggingface-cli download {model} --local-dir ./ctxl-1b`), copy the directory here
-and pass it with `--model ./ctxl-1b` (or RERANK_MODEL=./ctxl-1b). With a Contextual AI key,
-`CONTEXTUAL_API_KEY=... python examples/quickstart.py --remote` uses the hosted API instead.
+(for example `hf download {model} --local-dir ./ctxl-1b`), copy the directory here and pass
+it with `make demo ARGS="--model ./ctxl-1b"` (or RERANK_MODEL=./ctxl-1b make demo). With a
+Contextual AI key, `CONTEXTUAL_API_KEY=... make demo ARGS=--remote` uses the hosted API instead.
 Details: {error}"""
 
 

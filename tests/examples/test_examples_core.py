@@ -47,8 +47,21 @@ def test_quickstart_without_hub_explains_instead_of_traceback() -> None:
     out = _run(["examples/quickstart.py"])  # default hub id, hub unreachable (offline)
     assert out.returncode == 1
     assert "Could not load the model" in out.stderr
-    assert "--model" in out.stderr
+    assert 'make demo ARGS="--model ./ctxl-1b"' in out.stderr  # how it is run through make
+    assert "hf download" in out.stderr and "huggingface-cli" not in out.stderr  # the current CLI
     assert "Traceback" not in out.stderr
+
+
+def test_demo_and_tests_use_separate_environments() -> None:
+    """`make demo` builds .venv-demo; `make test` (.ci/run) builds .venv with the pinned CPU
+    torch: neither can swap the other's torch."""
+    dry = subprocess.run(
+        ["make", "-n", "-B", "demo", "env"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout  # -B: every command, whatever is already installed here
+    demo = [line for line in dry.splitlines() if "pip install" in line and "local,remote" in line]
+    tests = [ln for ln in dry.splitlines() if "constraints-test.txt" in ln and "[dev]" in ln]
+    assert demo and all(line.startswith(".venv-demo/") for line in demo)
+    assert tests and all(line.startswith(".venv/") for line in tests)
 
 
 def test_cli_reranks_jsonl(tiny_ctxl_dir: Path) -> None:
