@@ -223,7 +223,7 @@ class RerankRanker:
                 field="reranker_kwargs",
                 defaults={"base_url": base_url, "api_format": api_format},
             )
-        local_kwargs(model_kwargs, tokenizer_kwargs)  # validate the keys now
+        local_settings = local_kwargs(model_kwargs, tokenizer_kwargs)  # validate the keys now
         if backend is not None:
             backend_path(str_value("backend", backend))  # imported in warm_up, after the allowlist
         plain = {
@@ -267,7 +267,7 @@ class RerankRanker:
             given = {"model": model, "base_url": base_url, "api_format": api_format}
             given |= {"device": device, "api_key": api_key} | dict(reranker_kwargs or {})
             if effective_backend == "local":
-                given |= local_kwargs(model_kwargs, tokenizer_kwargs)
+                given |= local_settings
             check_backend_arguments(
                 effective_backend, [k for k, v in given.items() if v is not None]
             )

@@ -215,15 +215,26 @@ def refresh_reranker(
     holder shared with a copy (``model_copy`` copies private attributes) is left to its owner,
     and a retired one is never reused.
     """
-    source = (None if config is None else dict(config), backend, settings)
-    same = holder is not None and holder.source[0] is reranker and holder.source[1:] == source
-    if holder is not None and same and not holder.retired:  # the same object, not an equal one
+    if holder is not None and _reusable(holder, reranker, config, backend, settings):
         return holder
     fresh = LazyReranker(reranker, config=config, backend=backend, **settings)
     fresh.owner_id = None if owner is None else id(owner)
     if holder is not None and holder.owner_id == fresh.owner_id:
         holder.retire()
     return fresh
+
+
+def _reusable(
+    holder: LazyReranker,
+    reranker: Reranker | None,
+    config: Mapping[str, Any] | None,
+    backend: str | None,
+    settings: Mapping[str, Any],
+) -> bool:
+    """Whether ``holder`` was made from exactly this source (the same reranker object, not an
+    equal one; equal config/backend/settings) and is not retired."""
+    source = (None if config is None else dict(config), backend, settings)
+    return not holder.retired and holder.source[0] is reranker and holder.source[1:] == source
 
 
 def refresh_holder(
@@ -250,7 +261,8 @@ def refresh_holder(
     check_key_variable(settings, field="reranker_kwargs")
     plain = {**({} if key is None else {"api_key": key}), **settings}
     backend = plain.pop("backend", None) or "local"
-    check_backend_arguments(backend, [name for name, value in plain.items() if value is not None])
+    if holder is None or not _reusable(holder, None, None, backend, plain):  # not per call
+        check_backend_arguments(backend, [name for name, v in plain.items() if v is not None])
     return refresh_reranker(holder, backend=backend, owner=owner, **plain)
 
 

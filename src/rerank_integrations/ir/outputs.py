@@ -21,9 +21,9 @@ import os
 import secrets
 import stat
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import TextIO
+from typing import IO, Any, TextIO, cast
 
 from rerank_integrations.errors import RerankInputError
 
@@ -116,13 +116,13 @@ def _discard(temp: Path) -> None:
 
 
 @contextmanager
-def replacing(path: PathArg) -> Iterator[TextIO]:
-    """Write UTF-8 text to ``path`` atomically: the yielded file is a temporary one, renamed
-    over ``path`` when the block ends without an exception (folders are created)."""
+def _atomic(path: PathArg, mode: str) -> Iterator[IO[Any]]:
+    """The yielded file is a fresh temporary one beside ``path``, flushed to disk and renamed
+    over it when the block ends without an exception (folders are created), else deleted."""
     target = _destination(path)
     fd, temp = _create_temp(target)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
@@ -130,6 +130,11 @@ def replacing(path: PathArg) -> Iterator[TextIO]:
     except BaseException:
         _discard(temp)
         raise
+
+
+def replacing(path: PathArg) -> AbstractContextManager[TextIO]:
+    """Write UTF-8 text to ``path`` atomically (:func:`_atomic`)."""
+    return cast(AbstractContextManager[TextIO], _atomic(path, "w"))
 
 
 def write_text(path: PathArg, text: str) -> None:
@@ -140,14 +145,5 @@ def write_text(path: PathArg, text: str) -> None:
 
 def write_bytes(path: PathArg, data: bytes) -> None:
     """``path`` holds ``data``, replaced atomically."""
-    target = _destination(path)
-    fd, temp = _create_temp(target)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        _commit(temp, target)
-    except BaseException:
-        _discard(temp)
-        raise
+    with _atomic(path, "wb") as fh:
+        fh.write(data)
