@@ -30,7 +30,14 @@ from rerank_integrations.results import RerankResult
 from rerank_integrations.trust import check_untrusted_settings
 from rerank_integrations.validation import RerankRequest, bool_value, str_value, validate_request
 
-__all__ = ["BACKENDS", "Reranker", "backend_path", "reranker_from_config", "resolve_backend"]
+__all__ = [
+    "BACKENDS",
+    "Reranker",
+    "backend_path",
+    "checked_config",
+    "reranker_from_config",
+    "resolve_backend",
+]
 
 BACKENDS: dict[str, str] = {
     "local": "rerank_integrations.backends.local:LocalReranker",
@@ -252,9 +259,12 @@ def resolve_backend(backend: str) -> type[Reranker]:
     return obj
 
 
-def reranker_from_config(config: dict[str, Any], *, trusted: bool = False) -> Reranker:
-    """Build the reranker a ``to_config()`` dict describes (the dict is not modified); unless
-    ``trusted``, the config is checked as data first (:meth:`Reranker.from_config`)."""
+def checked_config(
+    config: dict[str, Any], *, trusted: bool = False
+) -> tuple[type[Reranker], dict[str, Any]]:
+    """The backend class and constructor settings of a ``to_config()`` dict, checked as data
+    unless ``trusted`` (:meth:`Reranker.from_config`), without building anything: what a
+    driver checks before it sends a config to workers that build it."""
     if not isinstance(config, dict):
         raise RerankTypeError("config", f"must be a dict, got {type(config).__name__}")
     if "backend" not in config:
@@ -263,4 +273,11 @@ def reranker_from_config(config: dict[str, Any], *, trusted: bool = False) -> Re
     settings = {k: v for k, v in config.items() if k != "backend"}
     if not bool_value("trusted", trusted):
         check_untrusted_settings(settings, field="config")
-    return resolve_backend(config["backend"])(**settings)
+    return resolve_backend(config["backend"]), settings
+
+
+def reranker_from_config(config: dict[str, Any], *, trusted: bool = False) -> Reranker:
+    """Build the reranker a ``to_config()`` dict describes (the dict is not modified); unless
+    ``trusted``, the config is checked as data first (:meth:`Reranker.from_config`)."""
+    backend, settings = checked_config(config, trusted=trusted)
+    return backend(**settings)

@@ -27,10 +27,26 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Sequence
+from typing import Any
 
 
 class RerankError(Exception):
-    """Base class of every error raised by rerank_integrations."""
+    """Base class of every error raised by rerank_integrations.
+
+    Every one pickles and unpickles as itself, with its message and attributes (``field``,
+    ``status``, ...), although most take other constructor arguments than their message: an
+    error raised in a worker process (Ray, multiprocessing) reaches the caller as itself."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.args, dict(self.__dict__)))
+
+
+def _rebuild(cls: type[RerankError], args: tuple[Any, ...], state: dict[str, Any]) -> RerankError:
+    """An unpickled error: its class, args and attributes, without calling its ``__init__``."""
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class RerankInputError(RerankError, ValueError):

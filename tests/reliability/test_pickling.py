@@ -115,3 +115,31 @@ def test_unpickled_in_another_process(
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     assert proc.stdout.decode().strip() == "2"
     assert hostile.requests[-1].headers["authorization"] == f"Bearer {KEY}"
+
+
+def _errors() -> list[BaseException]:
+    from rerank_integrations import errors as e
+
+    return [
+        e.RerankError("plain"),
+        e.RerankInputError("top_n", "must be >= 1"),
+        e.RerankTypeError("documents[3]", "must be a str"),
+        e.MissingExtraError("ray", "--engine ray", "ray"),
+        e.ModelLoadError("./m: no such directory"),
+        e.NonFiniteScoreError("NaN scores", model="m", indices=[1, 4]),
+        e.RemoteStatusError(400, "model 'm' does not exist", request_id="req-1"),
+        e.RemoteResponseTooLargeError("over 1 MiB", limit=1 << 20),
+        e.RerankerClosedError("closed"),
+        UnpicklableRerankerError("holds an explicit api_key"),
+    ]
+
+
+@pytest.mark.parametrize("error", _errors(), ids=lambda e: type(e).__name__)
+def test_every_error_unpickles_as_itself(error: BaseException) -> None:
+    """An error raised in a worker process (Ray, multiprocessing) reaches the caller as itself:
+    most take other constructor arguments than their message, which plain exception pickling
+    cannot rebuild (Ray answered "Failed to deserialize exception" before)."""
+    copy_ = pickle.loads(pickle.dumps(error))
+    assert type(copy_) is type(error)
+    assert str(copy_) == str(error) and copy_.args == error.args
+    assert copy_.__dict__ == error.__dict__  # field, status, request_id, limit, ...

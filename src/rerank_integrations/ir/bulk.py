@@ -66,8 +66,11 @@ __all__ = [
     "plan_output",
     "plan_resume",
     "read_blocks",
+    "ScoreJobs",
+    "in_process",
     "rerank_to_file",
     "result_scores",
+    "score_to_file",
 ]
 
 OnResult = Callable[[QueryJob, dict[str, float]], None]
@@ -316,6 +319,32 @@ def plan_output(
     return OutputPlan(path, tag, meta, plan)
 
 
+ScoreJobs = Callable[[Sequence[QueryJob], OnResult], None]
+"""An engine: scores every job, calling ``on_result(job, scores)`` in the caller's thread as each
+one finishes (any order), and raises the first error. :func:`in_process` or
+:func:`rerank_integrations.ir.ray_engine.on_ray`."""
+
+
+def in_process(
+    reranker: Reranker, *, concurrency: int = 16, deterministic: bool = True
+) -> ScoreJobs:
+    """The in-process engine: :func:`arerank_jobs` on ``reranker`` in a fresh event loop."""
+    int_value("concurrency", concurrency, minimum=1)
+
+    def score(todo: Sequence[QueryJob], on_result: OnResult) -> None:
+        asyncio.run(
+            arerank_jobs(
+                reranker,
+                todo,
+                concurrency=concurrency,
+                on_result=on_result,
+                deterministic=deterministic,
+            )
+        )
+
+    return score
+
+
 def rerank_to_file(
     reranker: Reranker | None,
     jobs: Sequence[QueryJob],
@@ -341,16 +370,35 @@ def rerank_to_file(
         if isinstance(output, OutputPlan)
         else plan_output(output, jobs, tag=tag, settings=settings, resume=resume)
     )
-    path, plan = out_plan.path, out_plan.resume
-    if plan.todo and reranker is None:
-        raise ValueError("a reranker is needed: the output plan has queries left to do")
+    engine = None
+    if reranker is not None:
+        engine = in_process(reranker, concurrency=concurrency, deterministic=deterministic)
+    return score_to_file(engine, jobs, out_plan, progress=progress)
+
+
+def score_to_file(
+    engine: ScoreJobs | None,
+    jobs: Sequence[QueryJob],
+    plan: OutputPlan,
+    *,
+    progress: Callable[[int, int], ProgressBar] | None = None,
+) -> BulkSummary:
+    """Score what ``plan`` has left to do with ``engine`` into its run file (see the module
+    docstring); ``engine`` may be ``None`` only when nothing is left. Every engine writes the
+    same bytes: the blocks as they finish, then the file in query order.
+
+    Raises :class:`RuntimeError` when the engine returns without a result for every job
+    (never a silently shorter run)."""
+    path, tag, resume = plan.path, plan.tag, plan.resume
+    if resume.todo and engine is None:
+        raise ValueError("an engine is needed: the output plan has queries left to do")
     # the output first (drops partial blocks; creates the file), then the sidecar: a crash
     # in between leaves the kept blocks (or none) under the old sidecar, never old blocks
     # under a new one. Both are replaced atomically.
-    write_run(path, plan.kept, tag)
-    write_text(meta_path(path), json.dumps(out_plan.meta, indent=1) + "\n")
-    finished: dict[str, dict[str, float]] = dict(plan.kept)
-    bar = progress(len(jobs), len(plan.kept)) if progress else None
+    write_run(path, resume.kept, tag)
+    write_text(meta_path(path), json.dumps(plan.meta, indent=1) + "\n")
+    finished: dict[str, dict[str, float]] = dict(resume.kept)
+    bar = progress(len(jobs), len(resume.kept)) if progress else None
     start = time.perf_counter()
     documents = 0
     try:
@@ -358,6 +406,9 @@ def rerank_to_file(
 
             def on_result(job: QueryJob, scores: dict[str, float]) -> None:
                 nonlocal documents
+                if job.query_id in finished:  # an engine that re-delivers: written once
+                    logger.debug("%s: a second result for query %r ignored", path, job.query_id)
+                    return
                 out.write(format_run_block(job.query_id, scores, tag))
                 out.flush()
                 finished[job.query_id] = scores
@@ -365,25 +416,23 @@ def rerank_to_file(
                 if bar is not None:
                     bar.update(docs=len(job.doc_ids))
 
-            if plan.todo and reranker is not None:
-                asyncio.run(
-                    arerank_jobs(
-                        reranker,
-                        plan.todo,
-                        concurrency=concurrency,
-                        on_result=on_result,
-                        deterministic=deterministic,
-                    )
-                )
+            if resume.todo and engine is not None:
+                engine(resume.todo, on_result)
     finally:
         if bar is not None:
             bar.close()
+    missing = [job.query_id for job in resume.todo if job.query_id not in finished]
+    if missing:
+        raise RuntimeError(
+            f"{path}: the engine returned no result for {len(missing)} queries "
+            f"(e.g. {', '.join(repr(q) for q in missing[:5])}); run the command again to resume"
+        )
     write_run(path, finished, tag, order=[job.query_id for job in jobs])
     return BulkSummary(
         len(jobs),
-        len(plan.todo),
-        len(plan.kept),
-        len(plan.partial),
+        len(resume.todo),
+        len(resume.kept),
+        len(resume.partial),
         documents,
         time.perf_counter() - start,
     )

@@ -19,6 +19,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,35 @@ def _add_rerank_args(p: argparse.ArgumentParser, *, many: bool) -> None:
         "--concurrency", type=int, default=16, help="queries in flight at once (default: 16)"
     )
     g.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
+    e = p.add_argument_group("engine (docs/scale-out.md)")
+    e.add_argument(
+        "--engine",
+        choices=["in-process", "ray"],
+        default="in-process",
+        help="in-process (default), or ray: Ray Data actors, each with one reranker "
+        '(pip install "rerank-integrations[ray]"); the same output either way',
+    )
+    e.add_argument(
+        "--ray-address",
+        default=None,
+        help="Ray cluster to join (ray start --head prints it; default: RAY_ADDRESS, else a "
+        "local cluster for this run)",
+    )
+    e.add_argument(
+        "--ray-actors",
+        type=int,
+        default=None,
+        help="actors, one reranker each (default: one per GPU for a local model, else 1)",
+    )
+    e.add_argument(
+        "--ray-cpus-per-actor", type=float, default=1.0, help="CPUs per actor (default: 1)"
+    )
+    e.add_argument(
+        "--ray-gpus-per-actor",
+        type=float,
+        default=None,
+        help="GPUs per actor (default: 1 for a local model on a cluster with GPUs, else 0)",
+    )
     r = p.add_argument_group("reranker")
     action = "append" if many else "store"
     r.add_argument(
@@ -278,12 +308,44 @@ def _summary(output: str, s: Any) -> str:
     )
 
 
+_RAY_OPTIONS = ("ray_address", "ray_actors", "ray_cpus_per_actor", "ray_gpus_per_actor")
+
+
+def _ray(args: argparse.Namespace) -> Any:
+    """The :class:`~.ray_engine.RayOptions` of ``--engine ray`` (checked: exit 2), else
+    ``None``; a ``--ray-*`` option without ``--engine ray`` is an error, not ignored."""
+    if args.engine != "ray":
+        given = [n for n in _RAY_OPTIONS if getattr(args, n) != _RAY_DEFAULTS[n]]
+        if given:
+            flag = "--" + given[0].replace("_", "-")
+            raise RerankInputError(given[0], f"{flag} needs --engine ray")
+        return None
+    from rerank_integrations.ir.ray_engine import RayOptions
+
+    return RayOptions(
+        address=args.ray_address,
+        actors=args.ray_actors,
+        cpus_per_actor=args.ray_cpus_per_actor,
+        gpus_per_actor=args.ray_gpus_per_actor,
+        quiet=args.quiet,
+    )
+
+
+_RAY_DEFAULTS = {
+    "ray_address": None,
+    "ray_actors": None,
+    "ray_cpus_per_actor": 1.0,
+    "ray_gpus_per_actor": None,
+}
+
+
 def _check_numbers(args: argparse.Namespace) -> None:
     """The numeric options, checked before any file is read or model loaded."""
     int_value("first_stage_k", args.first_stage_k, minimum=1)
     int_value("concurrency", args.concurrency, minimum=1)
     optional_int("max_queries", args.max_queries, minimum=1)
     _bm25(args)
+    _ray(args)
     alpha = getattr(args, "alpha", None)
     if alpha is not None and not 0 < number_value("alpha", alpha) < 1:
         raise RerankInputError("alpha", f"must be between 0 and 1, got {alpha}")
@@ -309,6 +371,16 @@ def _input_files(args: argparse.Namespace) -> list[tuple[str, str | Path]]:
                 files.append((f"--{option}", item))
     files += [("run file", path) for _, path in _named_runs(getattr(args, "runs", []))]
     return files
+
+
+def _engine_session(args: argparse.Namespace) -> AbstractContextManager[Any]:
+    """Ray connected for the whole command with ``--engine ray`` (else nothing)."""
+    options = _ray(args)
+    if options is None:
+        return nullcontext()
+    from rerank_integrations.ir.ray_engine import ray_session
+
+    return ray_session(options)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -347,6 +419,7 @@ def _run(args: argparse.Namespace) -> int:
         progress=_progress(args),
         trusted=args.trust_config,
         first_stage=_first_stage_meta(args),
+        ray=_ray(args),
     )
     if not args.quiet:
         sys.stderr.write(_summary(args.output, summary))
@@ -431,22 +504,24 @@ def _eval(args: argparse.Namespace) -> int:
             runs_dir.mkdir(parents=True, exist_ok=True)
             write_run(runs_dir / f"{first_name}.trec", first, first_name, order=query_ids)
             add(first_name, first, args.candidates or _first_stage_label(args))
-            for name, config, source in rerankers:
-                out = runs_dir / f"{name}.trec"
-                summary = rerank_model(
-                    config,
-                    jobs,
-                    out,
-                    tag=name,
-                    concurrency=args.concurrency,
-                    resume=args.runs_dir is not None,
-                    progress=_progress(args),
-                    trusted=args.trust_config,
-                    first_stage=_first_stage_meta(args),
-                )
-                if not args.quiet:
-                    sys.stderr.write(_summary(str(out), summary))
-                add(name, read_run(out), source)
+            with _engine_session(args):  # one Ray connection for every --model row
+                for name, config, source in rerankers:
+                    out = runs_dir / f"{name}.trec"
+                    summary = rerank_model(
+                        config,
+                        jobs,
+                        out,
+                        tag=name,
+                        concurrency=args.concurrency,
+                        resume=args.runs_dir is not None,
+                        progress=_progress(args),
+                        trusted=args.trust_config,
+                        first_stage=_first_stage_meta(args),
+                        ray=_ray(args),
+                    )
+                    if not args.quiet:
+                        sys.stderr.write(_summary(str(out), summary))
+                    add(name, read_run(out), source)
     for name, path in _named_runs(args.runs):
         add(name, read_run(path), path)
     if qrels is None:

@@ -14,11 +14,11 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rerank_integrations.base import Reranker
 from rerank_integrations.errors import RerankInputError
-from rerank_integrations.ir.bulk import BulkSummary, plan_output, rerank_to_file
+from rerank_integrations.ir.bulk import BulkSummary, plan_output, rerank_to_file, score_to_file
 from rerank_integrations.ir.first_stage import BM25Settings, bm25_run, top_k
 from rerank_integrations.ir.formats import (
     Document,
@@ -34,6 +34,9 @@ from rerank_integrations.ir.formats import (
 from rerank_integrations.ir.jobs import QueryJob, build_jobs
 from rerank_integrations.ir.progress import ProgressBar
 from rerank_integrations.validation import optional_int
+
+if TYPE_CHECKING:
+    from rerank_integrations.ir.ray_engine import RayOptions
 
 logger = logging.getLogger(__name__)
 
@@ -223,12 +226,15 @@ def rerank_model(
     progress: Callable[[int, int], ProgressBar] | None,
     trusted: bool = False,
     first_stage: Mapping[str, Any] | None = None,
+    ray: RayOptions | None = None,
 ) -> BulkSummary:
     """Rerank ``jobs`` into ``output`` with the reranker ``config`` describes (built as data
     unless ``trusted``: see :func:`rerank_integrations.trust.check_untrusted_settings`).
     ``first_stage`` (:func:`first_stage_meta`) is recorded in the output's meta.json as
     ``"first_stage"``; the candidates themselves are in its ``inputs`` digest already.
 
+    In this process by default; with ``ray``, on Ray Data actors that each build the reranker
+    from ``config`` (:mod:`.ray_engine`; the file, sidecar and summary are the same bytes).
     The output is checked for resuming BEFORE the reranker is built (a mismatch fails
     without loading a model), and nothing is built when every query is already done.
     """
@@ -236,7 +242,12 @@ def rerank_model(
     if first_stage is not None:
         plan.meta["first_stage"] = json.loads(json.dumps(dict(first_stage)))
     if not plan.todo:
-        return rerank_to_file(None, jobs, plan, tag=tag, progress=progress)
+        return score_to_file(None, jobs, plan, progress=progress)
+    if ray is not None:
+        from rerank_integrations.ir.ray_engine import on_ray
+
+        engine = on_ray(config, ray, concurrency=concurrency, trusted=trusted)
+        return score_to_file(engine, jobs, plan, progress=progress)
     with Reranker.from_config(dict(config), trusted=trusted) as reranker:
         return rerank_to_file(
             reranker, jobs, plan, tag=tag, concurrency=concurrency, progress=progress
