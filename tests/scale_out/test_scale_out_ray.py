@@ -106,6 +106,14 @@ def test_users_own_pipeline_gets_the_rerankers_scores(
     reranker.close()
 
 
+def _assert_one_error_line(err: str, words: str) -> None:
+    """The command's one ``error:`` line is the worker's own error, not Ray's wrapper (Ray's
+    log lines about the failure, with its stack traces, come around it in any order)."""
+    (line,) = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert words in line, err[-2000:]
+    assert "ray::" not in line and "ActorDiedError" not in line
+
+
 def test_a_workers_error_is_the_commands_error(
     ray_cluster: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -114,7 +122,18 @@ def test_a_workers_error_is_the_commands_error(
         rc = _run(tmp_path / "out.trec", *_remote(server), "--engine", "ray")
     assert rc == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and "does not exist" in err and "Traceback" not in err
+    _assert_one_error_line(err, "does not exist")
+
+
+def test_a_model_an_actor_cannot_load_is_the_commands_error(
+    ray_cluster: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Built on the actor (a path may exist on one node and not another): its ModelLoadError
+    is the command's error, not Ray's ActorDiedError text and traceback."""
+    rc = _run(tmp_path / "out.trec", "--model", str(tmp_path / "no-model"), "--engine", "ray")
+    assert rc == 2
+    err = capsys.readouterr().err
+    _assert_one_error_line(err, "no such directory")
 
 
 def test_options_are_checked_before_any_work(

@@ -117,3 +117,32 @@ def test_a_rows_scores_do_not_depend_on_its_batch(tiny_ctxl_dir: Path) -> None:
         expected = {r.index: r.raw_score for r in scorer.reranker.rerank(query, documents)}
         assert list(together["scores"][i]) == [expected[j] for j in range(len(documents))]
     scorer.close()
+
+
+@pytest.mark.parametrize(
+    ("options", "local", "cluster", "plan"),
+    [
+        ({}, True, {"CPU": 64, "GPU": 8}, (8, 1.0, 1.0)),  # a local model: one actor per GPU
+        ({"gpus_per_actor": 0.5}, True, {"CPU": 64, "GPU": 8}, (16, 1.0, 0.5)),
+        ({"actors": 3}, True, {"CPU": 64, "GPU": 8}, (3, 1.0, 1.0)),
+        ({}, True, {"CPU": 2}, (1, 1.0, 0.0)),  # a laptop: one CPU actor unless told
+        ({"actors": 2, "cpus_per_actor": 1.0}, True, {"CPU": 2}, (2, 1.0, 0.0)),
+        ({"cpus_per_actor": 0.25, "actors": 4}, False, {"CPU": 2, "GPU": 8}, (4, 0.25, 0.0)),
+    ],
+)
+def test_the_actor_pool_follows_the_cluster(
+    options: dict[str, Any], local: bool, cluster: dict[str, float], plan: tuple[Any, ...]
+) -> None:
+    from rerank_integrations.ir.ray_engine import RayOptions, plan_actors
+
+    got = plan_actors(RayOptions(**options), local_model=local, cluster=cluster)
+    assert (got.actors, got.num_cpus, got.num_gpus) == plan
+
+
+def test_an_actor_larger_than_the_cluster_is_refused_before_any_work() -> None:
+    from rerank_integrations.ir.ray_engine import RayOptions, plan_actors
+
+    with pytest.raises(RerankInputError, match="ray_gpus_per_actor: an actor needs 1 GPU"):
+        plan_actors(RayOptions(gpus_per_actor=1.0), local_model=True, cluster={"CPU": 2})
+    with pytest.raises(RerankInputError, match="ray_cpus_per_actor"):
+        plan_actors(RayOptions(cpus_per_actor=4.0), local_model=False, cluster={"CPU": 2})

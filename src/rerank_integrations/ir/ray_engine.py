@@ -148,10 +148,34 @@ def _rerank_error(exc: BaseException) -> RerankError | None:
         if current is None or id(current) in seen:
             continue
         seen.add(id(current))
+        cause = getattr(current, "cause", None)  # Ray's wrapper (itself a RerankError too)
+        if isinstance(cause, RerankError):
+            return cause
         if isinstance(current, RerankError):
             return current
         todo += [current.__cause__, current.__context__, getattr(current, "cause", None)]
     return None
+
+
+class _ReportingScorer:
+    """:class:`~rerank_integrations.ray_data.RerankScorer` whose construction error is raised
+    by its first batch: Ray reports an actor constructor's error only as text (an
+    ``ActorDiedError``, after retrying the actor), a batch's error as itself."""
+
+    def __init__(self, config: Mapping[str, Any], **kwargs: Any) -> None:
+        from rerank_integrations.ray_data import RerankScorer
+
+        self._error: RerankError | None = None
+        self._scorer: RerankScorer | None = None
+        try:
+            self._scorer = RerankScorer(config, **kwargs)
+        except RerankError as exc:
+            self._error = exc
+
+    def __call__(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        if self._scorer is None:
+            raise self._error or RuntimeError("the scorer was not built")
+        return self._scorer(batch)
 
 
 def on_ray(
@@ -165,7 +189,7 @@ def on_ray(
     local_model = config.get("backend") == "local"
 
     def score(todo: Sequence[QueryJob], on_result: OnResult) -> None:
-        from rerank_integrations.ray_data import RerankScorer, job_row
+        from rerank_integrations.ray_data import job_row
 
         by_id = {job.query_id: job for job in todo}
         with ray_session(options) as ray:
@@ -181,7 +205,7 @@ def on_ray(
             ds.context.enable_progress_bars = False  # the command's bar counts the queries
             ds.context.raise_original_map_exception = True  # a worker's RerankError as itself
             ds = ds.map_batches(
-                RerankScorer,
+                _ReportingScorer,
                 fn_constructor_kwargs={
                     "config": dict(config),
                     "trusted": trusted,
