@@ -4,7 +4,7 @@ tests/ir/data/medline-150 (6 judged queries, BM25 top 20).
 
 What docs/scale-out.md promises and these tests hold:
 - the Ray engine writes the byte-identical run file and sidecar of the in-process engine, for a
-  cross-encoder and for a causal format (ctxl-v2), with 1 and 2 actors; ``eval``'s table too;
+  cross-encoder and for a causal format (ctxl-v2), on 2 actors; ``eval``'s table too;
 - a killed worker costs time, not data: Ray restarts the actor and retries its batch, and the
   file holds every query once, identical to the in-process one;
 - a killed driver resumes with the same command: kept queries are not sent again and the final
@@ -54,14 +54,12 @@ def test_ray_writes_the_in_process_bytes(
     base = tmp_path / "in-process.trec"
     assert _run(base, "--model", model_dir, "--device", "cpu") == 0
     assert len(base.read_text().splitlines()) == QUERIES * K
-    actor_counts = ["1", "2"] if model == "xlmr" else ["2"]
-    for actors in actor_counts:
-        out = tmp_path / f"ray-{actors}.trec"
-        args = ["--model", model_dir, "--device", "cpu", "--engine", "ray"]
-        assert _run(out, *args, "--ray-actors", actors) == 0
-        assert out.read_bytes() == base.read_bytes()
-        sidecar = Path(f"{out}.meta.json").read_bytes()
-        assert sidecar == Path(f"{base}.meta.json").read_bytes()
+    # 2 actors: each query may land on either (1 actor: the fault tests and the benchmark)
+    out = tmp_path / "ray.trec"
+    args = ["--model", model_dir, "--device", "cpu", "--engine", "ray", "--ray-actors", "2"]
+    assert _run(out, *args) == 0
+    assert out.read_bytes() == base.read_bytes()
+    assert Path(f"{out}.meta.json").read_bytes() == Path(f"{base}.meta.json").read_bytes()
 
 
 def test_eval_with_ray_prints_the_same_table(
@@ -160,7 +158,7 @@ def test_options_are_checked_before_any_work(
 
 
 def _map_workers() -> list[int]:
-    """PIDs of the Ray Data actors that run RerankScorer (their process title names it)."""
+    """PIDs of the Ray Data map actors (their process title names them; this cluster is ours)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -169,7 +167,7 @@ def _map_workers() -> list[int]:
             cmdline = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if cmdline.startswith(b"ray::MapWorker(MapBatches(RerankScorer))"):
+        if cmdline.startswith(b"ray::MapWorker(MapBatches("):
             pids.append(int(entry.name))
     return pids
 
@@ -214,7 +212,7 @@ def test_a_killed_worker_costs_time_not_data(
     out = tmp_path / "ray.trec"
     rc = _run(out, *_remote(slow_server), "--concurrency", "1", "--engine", "ray")
     killer.join()
-    assert killed, "no RerankScorer worker was found to kill"
+    assert killed, "no Ray Data map worker was found to kill"
     assert rc == 0
     assert out.read_bytes() == expected  # nothing lost, nothing twice
     queries = [body["query"] for body in slow_server.bodies()]
