@@ -134,6 +134,17 @@ def test_a_model_an_actor_cannot_load_is_the_commands_error(
     _assert_one_error_line(err, "no such directory")
 
 
+def test_an_address_beside_an_initialised_ray_is_reported(
+    ray_cluster: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from rerank_integrations.ir.ray_engine import ray_session
+
+    with caplog.at_level("WARNING"), ray_session(RayOptions(address="10.0.0.9:6379")) as ray:
+        assert ray.is_initialized()
+    assert "--ray-address 10.0.0.9:6379 is not used" in caplog.text
+    assert ray_cluster.is_initialized()  # a connection it did not open is left open
+
+
 def test_options_are_checked_before_any_work(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

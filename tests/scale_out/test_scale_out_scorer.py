@@ -146,3 +146,14 @@ def test_an_actor_larger_than_the_cluster_is_refused_before_any_work() -> None:
         plan_actors(RayOptions(gpus_per_actor=1.0), local_model=True, cluster={"CPU": 2})
     with pytest.raises(RerankInputError, match="ray_cpus_per_actor"):
         plan_actors(RayOptions(cpus_per_actor=4.0), local_model=False, cluster={"CPU": 2})
+
+
+def test_a_gpu_index_other_than_the_actors_own_is_refused() -> None:
+    from rerank_integrations.ir.ray_engine import ActorPlan, check_device
+
+    gpu, cpu = ActorPlan(2, 1.0, 1.0), ActorPlan(1, 1.0, 0.0)
+    with pytest.raises(RerankInputError, match="pass --device cuda"):
+        check_device({"device": "cuda:1"}, gpu)
+    for device in ("cuda", "cuda:0", None):
+        check_device({"device": device}, gpu)
+    check_device({"device": "cuda:1"}, cpu)  # no GPU per actor: not Ray's GPU placement

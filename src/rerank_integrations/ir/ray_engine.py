@@ -37,7 +37,15 @@ from rerank_integrations.validation import int_value, optional_int, optional_str
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RAY_EXTRA", "ActorPlan", "RayOptions", "on_ray", "plan_actors", "ray_session"]
+__all__ = [
+    "RAY_EXTRA",
+    "ActorPlan",
+    "RayOptions",
+    "check_device",
+    "on_ray",
+    "plan_actors",
+    "ray_session",
+]
 
 RAY_EXTRA = "ray"
 """The extra that brings Ray Data."""
@@ -112,6 +120,24 @@ def plan_actors(
     return ActorPlan(actors, options.cpus_per_actor, per_gpu)
 
 
+def check_device(config: Mapping[str, Any], plan: ActorPlan) -> None:
+    """A GPU actor sees only its own GPU (Ray sets ``CUDA_VISIBLE_DEVICES``), as ``cuda`` /
+    ``cuda:0``: a config naming another index would fail on every actor, so it fails here."""
+    device = config.get("device")
+    own = (None, "cuda", "cuda:0")
+    if (
+        plan.num_gpus > 0
+        and isinstance(device, str)
+        and device.startswith("cuda")
+        and device not in own
+    ):
+        raise RerankInputError(
+            "device",
+            f"{device!r}: on Ray each GPU actor sees its one GPU as 'cuda'; "
+            "pass --device cuda (or none)",
+        )
+
+
 def _import_ray() -> ModuleType:
     import_extra("ray.data", extra=RAY_EXTRA, feature="--engine ray (Ray Data)")
     return import_extra("ray", extra=RAY_EXTRA, feature="--engine ray (Ray Data)")
@@ -124,6 +150,11 @@ def ray_session(options: RayOptions) -> Iterator[ModuleType]:
     already initialised in this process (a notebook, a test) is used as it is."""
     ray = _import_ray()
     started = False
+    if ray.is_initialized() and options.address is not None:
+        logger.warning(
+            "Ray is already initialised in this process: --ray-address %s is not used",
+            options.address,
+        )
     if not ray.is_initialized():
         ray.init(
             address=options.address,
@@ -194,6 +225,7 @@ def on_ray(
         by_id = {job.query_id: job for job in todo}
         with ray_session(options) as ray:
             plan = plan_actors(options, local_model=local_model, cluster=ray.cluster_resources())
+            check_device(config, plan)
             logger.info(
                 "Ray engine: %d actors x (%g CPU, %g GPU), %d queries",
                 plan.actors,
