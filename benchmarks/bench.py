@@ -54,6 +54,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from benchmarks.environment import QUIET, offline_logging
+
 if TYPE_CHECKING:
     from benchmarks import models
 
@@ -916,12 +918,7 @@ def main(argv: list[str] | None = None) -> int:
     args.w4_formats = [f for f in args.w4_formats.split(",") if f]
     if args.repeats is None:
         args.repeats = 1 if args.profile == "cpu" or args.smoke else 3
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    for name in ("transformers", "sentence_transformers", "httpx", "rerank_integrations"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    offline_logging(quiet=(*QUIET, "sentence_transformers", "httpx"))
     parts = [x for x in args.parts.split(",") if x]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

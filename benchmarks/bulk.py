@@ -31,7 +31,6 @@ import asyncio
 import json
 import logging
 import math
-import os
 import random
 import statistics
 import sys
@@ -39,6 +38,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from benchmarks.environment import offline_logging
 
 ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger("benchmarks.bulk")
@@ -240,13 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = p.parse_args(argv)
     args.concurrency = [int(c) for c in args.concurrency.split(",") if c]
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    for name in ("transformers", "rerank_integrations"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    offline_logging(progress_bars=False)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         results = [run_format(f, args, Path(tmp)) for f in args.formats.split(",") if f]

@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.environment import offline_logging
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "medline"
 log = logging.getLogger("benchmarks.scale_out")
@@ -130,12 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not Path(args.data, "corpus.jsonl").is_file():
         p.error(f"--data {args.data}: no corpus.jsonl (a BEIR folder, e.g. ../shared/data/medline)")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    for name in ("transformers", "rerank_integrations"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    offline_logging()
     import ray
 
     t0 = time.perf_counter()
