@@ -102,21 +102,20 @@ def row_jobs(batch: Mapping[str, Any]) -> list[QueryJob]:
         if name not in batch:
             raise RerankInputError("batch", f"has no {name!r} column (columns: {sorted(batch)})")
     rows = len(batch["query"])
-    columns = {
-        name: _column(batch, name, rows)
+    absent = [None] * rows  # an optional column that is not there: null in every row
+    queries, all_documents, instructions, all_metadata, query_ids = (
+        _column(batch, name, rows) if name in batch else absent
         for name in ("query", "documents", "instruction", "metadata", "query_id")
-        if name in batch
-    }
+    )
     jobs = []
-    for i in range(rows):
-        documents = _texts(columns["documents"][i], f"batch['documents'][{i}]")
-        metadata = columns.get("metadata", [None] * rows)[i]
-        query_id = columns.get("query_id", [None] * rows)[i]
-        instruction = columns.get("instruction", [None] * rows)[i]
+    for i, (query, docs, instruction, metadata, query_id) in enumerate(
+        zip(queries, all_documents, instructions, all_metadata, query_ids, strict=True)
+    ):
+        documents = _texts(docs, f"batch['documents'][{i}]")
         jobs.append(
             QueryJob(
                 query_id=str(i) if _null(query_id) else str(query_id),
-                query=columns["query"][i],
+                query=query,
                 doc_ids=tuple(str(j) for j in range(len(documents))),
                 documents=documents,
                 metadata=None if _null(metadata) else _texts(metadata, f"batch['metadata'][{i}]"),

@@ -103,7 +103,10 @@ def _add_rerank_args(p: argparse.ArgumentParser, *, many: bool) -> None:
         help="actors, one reranker each (default: one per GPU for a local model, else 1)",
     )
     e.add_argument(
-        "--ray-cpus-per-actor", type=float, default=1.0, help="CPUs per actor (default: 1)"
+        "--ray-cpus-per-actor",
+        type=float,
+        default=_RAY_DEFAULTS["ray_cpus_per_actor"],
+        help="CPUs per actor (default: 1)",
     )
     e.add_argument(
         "--ray-gpus-per-actor",
@@ -308,14 +311,20 @@ def _summary(output: str, s: Any) -> str:
     )
 
 
-_RAY_OPTIONS = ("ray_address", "ray_actors", "ray_cpus_per_actor", "ray_gpus_per_actor")
+# the --ray-* options and their argparse defaults (a changed one needs --engine ray)
+_RAY_DEFAULTS = {
+    "ray_address": None,
+    "ray_actors": None,
+    "ray_cpus_per_actor": 1.0,
+    "ray_gpus_per_actor": None,
+}
 
 
 def _ray(args: argparse.Namespace) -> Any:
     """The :class:`~.ray_engine.RayOptions` of ``--engine ray`` (checked: exit 2), else
     ``None``; a ``--ray-*`` option without ``--engine ray`` is an error, not ignored."""
     if args.engine != "ray":
-        given = [n for n in _RAY_OPTIONS if getattr(args, n) != _RAY_DEFAULTS[n]]
+        given = [n for n, default in _RAY_DEFAULTS.items() if getattr(args, n) != default]
         if given:
             flag = "--" + given[0].replace("_", "-")
             raise RerankInputError(given[0], f"{flag} needs --engine ray")
@@ -329,14 +338,6 @@ def _ray(args: argparse.Namespace) -> Any:
         gpus_per_actor=args.ray_gpus_per_actor,
         quiet=args.quiet,
     )
-
-
-_RAY_DEFAULTS = {
-    "ray_address": None,
-    "ray_actors": None,
-    "ray_cpus_per_actor": 1.0,
-    "ray_gpus_per_actor": None,
-}
 
 
 def _check_numbers(args: argparse.Namespace) -> None:

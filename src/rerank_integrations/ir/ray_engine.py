@@ -21,7 +21,6 @@ engine raises :class:`~rerank_integrations.errors.MissingExtraError`.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from rerank_integrations.errors import RerankError, RerankInputError
 from rerank_integrations.extras import import_extra
 from rerank_integrations.ir.bulk import OnResult, ScoreJobs
 from rerank_integrations.ir.jobs import QueryJob
-from rerank_integrations.validation import int_value, optional_int, optional_str
+from rerank_integrations.validation import int_value, number_value, optional_int, optional_str
 
 logger = logging.getLogger(__name__)
 
@@ -49,15 +48,6 @@ __all__ = [
 
 RAY_EXTRA = "ray"
 """The extra that brings Ray Data."""
-
-
-def _resource(field: str, value: float | None, *, zero_ok: bool) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise RerankInputError(field, f"must be a finite number, got {value!r}")
-    if value < 0 or (value == 0 and not zero_ok):
-        raise RerankInputError(field, f"must be {'>= 0' if zero_ok else '> 0'}, got {value}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +71,9 @@ class RayOptions:
     def __post_init__(self) -> None:
         optional_str("ray_address", self.address)
         optional_int("ray_actors", self.actors, minimum=1)
-        _resource("ray_cpus_per_actor", self.cpus_per_actor, zero_ok=True)
-        _resource("ray_gpus_per_actor", self.gpus_per_actor, zero_ok=True)
+        number_value("ray_cpus_per_actor", self.cpus_per_actor, minimum=0)
+        if self.gpus_per_actor is not None:
+            number_value("ray_gpus_per_actor", self.gpus_per_actor, minimum=0)
 
 
 @dataclass(frozen=True, slots=True)
